@@ -1,0 +1,5 @@
+import sys
+
+from externalip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,283 @@
+"""Typed views of our custom resources, and the lightkube classes that reach them.
+
+The rest of the code base works with these frozen dataclasses only; the
+conversion from and to the API's JSON lives here, in one place. Parsing is
+lenient where old objects may lack a field (the seed's pools had no
+`autoAssign`), and strict where a wrong value would mean a wrong IP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube.generic_resource import create_global_resource
+
+from externalip import API_GROUP, API_VERSION
+
+IpClaimPoolResource = create_global_resource(
+    API_GROUP, API_VERSION, "IpClaimPool", "ipclaimpools"
+)
+IpClaimResource = create_global_resource(API_GROUP, API_VERSION, "IpClaim", "ipclaims")
+IpNodeResource = create_global_resource(API_GROUP, API_VERSION, "IpNode", "ipnodes")
+
+# Label the scheduler puts on a claim so an agent can watch only its own claims
+# (the seed used the same label).
+NODE_LABEL = "ipnode"
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A metav1.LabelSelector, reduced to what selecting nodes and Services needs."""
+
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        return all(req.matches(labels) for req in self.match_expressions)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> LabelSelector | None:
+        if d is None:
+            return None
+        return cls(
+            match_labels=dict(d.get("matchLabels") or {}),
+            match_expressions=tuple(
+                SelectorRequirement(
+                    key=e["key"], operator=e["operator"], values=tuple(e.get("values") or ())
+                )
+                for e in d.get("matchExpressions") or ()
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.match_labels:
+            out["matchLabels"] = dict(self.match_labels)
+        if self.match_expressions:
+            out["matchExpressions"] = [
+                {"key": e.key, "operator": e.operator, "values": list(e.values)}
+                for e in self.match_expressions
+            ]
+        return out
+
+
+@dataclass(frozen=True)
+class SelectorRequirement:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        if self.operator == "In":
+            return present and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return not present or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        return False  # unknown operators select nothing rather than everything
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """IpClaimPool.spec. `ranges` empty means the whole cidr minus its network address."""
+
+    cidr: str
+    ranges: tuple[tuple[str, str], ...] = ()
+    auto_assign: bool = True
+    avoid_buggy_ips: bool = False
+    node_selector: LabelSelector | None = None
+    service_selector: LabelSelector | None = None
+    namespaces: tuple[str, ...] = ()
+    # The seed recorded allocations here (ip -> claim name). We read it so old
+    # pools keep their addresses reserved; claims are the source of truth.
+    allocated: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PoolSpec:
+        return cls(
+            cidr=str(d["cidr"]),
+            ranges=tuple((str(r[0]), str(r[1])) for r in d.get("ranges") or ()),
+            auto_assign=bool(d.get("autoAssign", True)),
+            avoid_buggy_ips=bool(d.get("avoidBuggyIPs", False)),
+            node_selector=LabelSelector.from_dict(d.get("nodeSelector")),
+            service_selector=LabelSelector.from_dict(d.get("serviceSelector")),
+            namespaces=tuple(d.get("namespaces") or ()),
+            allocated=dict(d.get("allocated") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cidr": self.cidr}
+        if self.ranges:
+            out["ranges"] = [list(r) for r in self.ranges]
+        if not self.auto_assign:
+            out["autoAssign"] = False
+        if self.avoid_buggy_ips:
+            out["avoidBuggyIPs"] = True
+        if self.node_selector is not None:
+            out["nodeSelector"] = self.node_selector.to_dict()
+        if self.service_selector is not None:
+            out["serviceSelector"] = self.service_selector.to_dict()
+        if self.namespaces:
+            out["namespaces"] = list(self.namespaces)
+        if self.allocated:
+            out["allocated"] = dict(self.allocated)
+        return out
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    spec: PoolSpec
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> Pool:
+        return cls(name=obj["metadata"]["name"], spec=PoolSpec.from_dict(obj.get("spec") or {}))
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """IpClaim.spec: one address with its mask, the node that must hold it."""
+
+    cidr: str
+    node_name: str = ""
+    link: str = ""
+    pool: str = ""
+    # "namespace/name" of every Service that references this address.
+    services: tuple[str, ...] = ()
+    sharing_key: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
+        return cls(
+            cidr=str(d["cidr"]),
+            node_name=str(d.get("nodeName") or ""),
+            link=str(d.get("link") or ""),
+            pool=str(d.get("pool") or ""),
+            services=tuple(sorted(d.get("services") or ())),
+            sharing_key=str(d.get("sharingKey") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cidr": self.cidr}
+        for key, value in (
+            ("nodeName", self.node_name),
+            ("link", self.link),
+            ("pool", self.pool),
+            ("sharingKey", self.sharing_key),
+        ):
+            if value:
+                out[key] = value
+        if self.services:
+            out["services"] = list(self.services)
+        return out
+
+
+@dataclass(frozen=True)
+class ClaimStatus:
+    """Written by the agent that holds the address: proof it is really up."""
+
+    ready: bool = False
+    holder: str = ""
+    since: str = ""  # RFC 3339 time the holder configured it
+    message: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
+        d = d or {}
+        return cls(
+            ready=bool(d.get("ready", False)),
+            holder=str(d.get("holder") or ""),
+            since=str(d.get("since") or ""),
+            message=str(d.get("message") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ready": self.ready}
+        if self.holder:
+            out["holder"] = self.holder
+        if self.since:
+            out["since"] = self.since
+        if self.message:
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    spec: ClaimSpec
+    status: ClaimStatus = ClaimStatus()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> Claim:
+        meta = obj["metadata"]
+        return cls(
+            name=meta["name"],
+            spec=ClaimSpec.from_dict(obj.get("spec") or {}),
+            status=ClaimStatus.from_dict(obj.get("status")),
+            labels=dict(meta.get("labels") or {}),
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+    def to_object(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self.name}
+        labels = dict(self.labels)
+        if self.spec.node_name:
+            labels[NODE_LABEL] = self.spec.node_name
+        else:
+            labels.pop(NODE_LABEL, None)
+        if labels:
+            meta["labels"] = labels
+        return {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": "IpClaim",
+            "metadata": meta,
+            "spec": self.spec.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """IpNode.status: what an agent reports about its host (inventory, not liveness).
+
+    Liveness is the agent's coordination.k8s.io Lease, which is cheaper to renew.
+    """
+
+    link: str = ""
+    addresses: tuple[str, ...] = ()
+    agent_version: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> NodeStatus:
+        d = d or {}
+        return cls(
+            link=str(d.get("link") or ""),
+            addresses=tuple(sorted(d.get("addresses") or ())),
+            agent_version=str(d.get("agentVersion") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "link": self.link,
+            "addresses": list(self.addresses),
+            "agentVersion": self.agent_version,
+        }
+
+
+@dataclass(frozen=True)
+class IpNode:
+    name: str
+    status: NodeStatus = NodeStatus()
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> IpNode:
+        return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")))

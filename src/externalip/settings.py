@@ -1,0 +1,138 @@
+"""Command-line flags, each also settable from the environment.
+
+One table describes every flag: its name, default, help and the programs that
+take it. The seed's flag names and defaults are kept; an environment variable
+EXTERNALIP_<FLAG> (dashes as underscores, upper case) sets the default, and
+the flag on the command line wins over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+AGENT, SCHEDULER, SIMPLE = "agent", "scheduler", "simple"
+ALL = (AGENT, SCHEDULER, SIMPLE)
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """Parse a Go-style duration ("2s", "500ms", "1m") or plain seconds into seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use a number of seconds or e.g. 500ms, 2s, 1m"
+        )
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    default: Any
+    help: str
+    programs: tuple[str, ...]
+    kind: Any = str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def env(self) -> str:
+        return "EXTERNALIP_" + self.name.upper().replace("-", "_")
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("kubeconfig", "", "kubeconfig file; empty means in-cluster config, then ~/.kube/config",
+         ALL),
+    Flag("namespace", "externalip", "namespace holding our Leases and Events",
+         (AGENT, SCHEDULER)),
+    Flag("iface", "eth0", "interface that holds the IPs (a claim's spec.link overrides it)",
+         (AGENT, SIMPLE)),
+    Flag("hostname", socket.gethostname(),
+         "name of this node (IpNode, Lease and claims' spec.nodeName); default the OS hostname",
+         (AGENT,)),
+    Flag("hb", 2.0, "heartbeat: how often the agent renews its Lease", (AGENT,), duration),
+    Flag("lease-duration", 6.0,
+         "how long the agent's Lease stays valid without renewal (node declared dead after it)",
+         (AGENT,), duration),
+    Flag("resync", 20.0, "full re-sync period (re-adds addresses removed by hand)",
+         (AGENT, SIMPLE, SCHEDULER), duration),
+    Flag("garp-interval", 0.0,
+         "repeat gratuitous ARP / unsolicited NA for held IPs this often; 0 disables",
+         (AGENT, SIMPLE), duration),
+    Flag("addr-lifetime", 30.0,
+         "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
+         "drops them this long after the agent dies; 0 means forever",
+         (AGENT,), duration),
+    Flag("mask", 32, "prefix length for external IPs (IPv6 uses 128 unless --mask6)",
+         (SCHEDULER, SIMPLE), int),
+    Flag("mask6", 128, "prefix length for IPv6 external IPs", (SCHEDULER, SIMPLE), int),
+    Flag("nodefilter", "fair",
+         "placement: fair (fewest claims first) or first-alive (all IPs on the first live node)",
+         (SCHEDULER,), str, ("fair", "first-alive")),
+    Flag("monitor", 4.0, "how often the scheduler checks node liveness", (SCHEDULER,), duration),
+    Flag("leader-elect", False, "run leader election; only the leader writes", (SCHEDULER,),
+         boolean),
+    Flag("leader-elect-lease-duration", 15.0, "leader Lease duration", (SCHEDULER,), duration),
+    Flag("leader-elect-renew-deadline", 10.0,
+         "a leader that cannot renew within this long stops writing", (SCHEDULER,), duration),
+    Flag("leader-elect-retry-period", 2.0, "how often candidates try to acquire or renew",
+         (SCHEDULER,), duration),
+    Flag("leader-elect-resource-name", "externalip-scheduler", "name of the leader Lease",
+         (SCHEDULER,)),
+    Flag("load-balancer-class", "externalip.io/lb",
+         "spec.loadBalancerClass this installation serves", (SCHEDULER, SIMPLE)),
+    Flag("default-class", True,
+         "also serve LoadBalancer Services that name no loadBalancerClass", (SCHEDULER, SIMPLE),
+         boolean),
+    Flag("lb-ingress", False,
+         "simple mode: also hold LoadBalancer ingress IPs, not only spec.externalIPs", (SIMPLE,),
+         boolean),
+    Flag("metrics-addr", ":9440", "listen address for /metrics, /healthz and /readyz; "
+         "empty disables", ALL),
+    Flag("log-format", "json", "log format: json or console", ALL, str, ("json", "console")),
+    Flag("log-level", "info", "log level", ALL, str, ("debug", "info", "warning", "error")),
+)
+
+
+def _env_default(flag: Flag) -> Any:
+    raw = os.environ.get(flag.env)
+    if raw is None:
+        return flag.default
+    try:
+        return flag.kind(raw)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise SystemExit(f"externalip: environment variable {flag.env}: {exc}") from exc
+
+
+def add_flags(parser: argparse.ArgumentParser, program: str) -> None:
+    for flag in FLAGS:
+        if program not in flag.programs:
+            continue
+        default = _env_default(flag)
+        shown = flag.default if flag.kind is not duration else f"{flag.default:g}s"
+        extra: dict[str, Any] = {"nargs": "?", "const": True} if flag.kind is boolean else {}
+        parser.add_argument(
+            f"--{flag.name}",
+            dest=flag.name.replace("-", "_"),
+            type=flag.kind,
+            default=default,
+            choices=flag.choices,
+            metavar=flag.name.upper().replace("-", "_") if flag.choices is None else None,
+            help=f"{flag.help} (default {shown!s}; env {flag.env})",
+            **extra,
+        )
