@@ -39,4 +39,4 @@ def setup(fmt: str = "json", level: str = "info") -> None:
 
 def get(name: str) -> Any:
     """A bound logger tagged with the module it logs for."""
-    return structlog.get_logger(logger=name)
+    return structlog.get_logger().bind(logger=name)
