@@ -23,7 +23,7 @@ class Binaries:
     kubectl: Path
 
 
-class BinariesUnavailable(RuntimeError):
+class BinariesUnavailableError(RuntimeError):
     pass
 
 
@@ -37,15 +37,17 @@ def ensure() -> Binaries:
     if override:
         found = _in(Path(override))
         if not all(p.exists() for p in (found.etcd, found.kube_apiserver, found.kubectl)):
-            raise BinariesUnavailable(f"EXTERNALIP_K8S_BIN={override} lacks etcd/kube-apiserver/kubectl")
+            raise BinariesUnavailableError(
+                f"EXTERNALIP_K8S_BIN={override} lacks etcd, kube-apiserver or kubectl"
+            )
         return found
     if not BUILD_SCRIPT.exists():
-        raise BinariesUnavailable(
+        raise BinariesUnavailableError(
             f"{BUILD_SCRIPT} not found: run from a checkout or set EXTERNALIP_K8S_BIN"
         )
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False
     )
     if result.returncode != 0:
-        raise BinariesUnavailable(f"{BUILD_SCRIPT} failed with exit code {result.returncode}")
+        raise BinariesUnavailableError(f"{BUILD_SCRIPT} failed with exit code {result.returncode}")
     return _in(Path(result.stdout.strip().splitlines()[-1]))

@@ -184,7 +184,8 @@ class ControlPlane:
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
                     raise ControlPlaneError(
-                        f"{name} exited with {proc.returncode}; its log ends:\n{self.log_tail(name)}"
+                        f"{name} exited with {proc.returncode}; its log ends:\n"
+                        + self.log_tail(name)
                     )
             try:
                 with urllib.request.urlopen(f"{self.server}/readyz", context=ctx, timeout=5) as r:
