@@ -1,0 +1,1 @@
+"""Adapters to the Kubernetes API. The only layer that talks to the API server."""

@@ -1,0 +1,117 @@
+"""Events on the objects users look at (`kubectl describe service ...`).
+
+Repeats of the same (object, reason, message) are folded into one Event whose
+count grows, as kubectl's and client-go's recorders do, so a Service that
+waits for a pool for an hour leaves one Event, not thousands. Events about
+cluster-scoped objects (pools, claims) go to the `default` namespace, where
+`kubectl describe` looks for them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+
+from externalip import log
+from externalip.kube.client import raw_http
+
+_log = log.get(__name__)
+
+NORMAL, WARNING = "Normal", "Warning"
+_FOLD_WINDOW = 600.0  # seconds during which a repeat raises the count
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> ObjectRef:
+        meta = obj["metadata"]
+        return cls(
+            api_version=obj.get("apiVersion", "v1"),
+            kind=obj.get("kind", ""),
+            name=meta["name"],
+            namespace=meta.get("namespace", ""),
+            uid=meta.get("uid", ""),
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    def __init__(self, client: AsyncClient, component: str, host: str = "") -> None:
+        self._http = raw_http(client)
+        self._component = component
+        self._host = host
+        # (ref, reason, message) -> (namespace, event name, count, monotonic time)
+        self._recent: dict[tuple[ObjectRef, str, str], tuple[str, str, int, float]] = {}
+
+    async def emit(self, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Record an Event; failures are logged, never raised (events are best effort)."""
+        key = (regarding, reason, message)
+        namespace = regarding.namespace or "default"
+        try:
+            seen = self._recent.get(key)
+            if seen and time.monotonic() - seen[3] < _FOLD_WINDOW:
+                ns, name, count, _ = seen
+                await self._patch(ns, name, count + 1)
+                self._recent[key] = (ns, name, count + 1, time.monotonic())
+                return
+            name = await self._create(namespace, regarding, type_, reason, message)
+            self._recent[key] = (namespace, name, 1, time.monotonic())
+            if len(self._recent) > 4096:  # bound memory: forget the oldest half
+                for old in sorted(self._recent, key=lambda k: self._recent[k][3])[:2048]:
+                    del self._recent[old]
+        except (ApiError, OSError, ValueError) as exc:
+            _log.warning("could not record event", object=regarding.name, reason=reason,
+                         error=str(exc))
+        except Exception as exc:
+            _log.warning("could not record event", object=regarding.name, reason=reason,
+                         error=repr(exc))
+
+    async def _create(self, namespace: str, ref: ObjectRef, type_: str, reason: str,
+                      message: str) -> str:
+        name = f"{ref.name}.{uuid.uuid4().hex[:12]}"
+        now = _now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
+                "namespace": ref.namespace or None, "uid": ref.uid or None,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self._component, "host": self._host or None},
+            "reportingComponent": self._component,
+            "reportingInstance": self._host or self._component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        resp = await self._http.post(f"/api/v1/namespaces/{namespace}/events", json=body)
+        resp.raise_for_status()
+        return name
+
+    async def _patch(self, namespace: str, name: str, count: int) -> None:
+        resp = await self._http.patch(
+            f"/api/v1/namespaces/{namespace}/events/{name}",
+            json={"count": count, "lastTimestamp": _now()},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        resp.raise_for_status()

@@ -1,0 +1,192 @@
+"""A list+watch cache of one resource, as client-go's reflector does it.
+
+lightkube's watch gives neither bookmarks nor a way to know that it re-listed,
+so this informer speaks the protocol itself over lightkube's HTTP client:
+- list (paginated) to fill the store and get a resourceVersion;
+- watch from that version with bookmarks, so a reconnect resumes from a
+  recent version instead of one the server has compacted away;
+- on 410 Gone (from the watch or an ERROR event) re-list, and hand the
+  handlers the difference between the old and new store as ordinary
+  ADDED / MODIFIED / DELETED events, so nothing is missed or repeated;
+- on any other failure, reconnect with capped exponential backoff.
+Objects are the API's JSON dicts; handlers convert them to typed views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx2 as httpx
+import msgspec
+from lightkube import AsyncClient
+
+from externalip import log
+from externalip.kube.client import raw_http
+from externalip.kube.paths import collection_path, object_key
+
+Handler = Callable[[str, dict[str, Any]], None]
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+_log = log.get(__name__)
+
+
+class GoneError(Exception):
+    """The resourceVersion we asked for is older than the server keeps."""
+
+
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+def _selector(pairs: Mapping[str, str] | None) -> str | None:
+    if not pairs:
+        return None
+    return ",".join(f"{k}={v}" if v else k for k, v in pairs.items())
+
+
+class Informer:
+    def __init__(
+        self,
+        client: AsyncClient,
+        resource: Any,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
+        transform: Transform = strip_managed_fields,
+        page_size: int = 500,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._http = raw_http(client)
+        self._path = collection_path(resource, namespace)
+        self._params = {
+            k: v
+            for k, v in (("labelSelector", _selector(labels)), ("fieldSelector", _selector(fields)))
+            if v
+        }
+        self._transform = transform
+        self._page_size = page_size
+        self._max_backoff = max_backoff
+        self._handlers: list[Handler] = []
+        self._synced = asyncio.Event()
+        self.store: dict[str, dict[str, Any]] = {}
+        self.resource_version: str | None = None
+        self.name = self._path
+        self.relists = 0  # observable for tests and metrics
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def _dispatch(self, event_type: str, obj: dict[str, Any]) -> None:
+        for handler in self._handlers:
+            try:
+                handler(event_type, obj)
+            except Exception:  # a broken handler must not stop the cache
+                _log.exception("informer handler failed", informer=self.name,
+                               event=event_type, object=object_key(obj))
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self._relist()
+                await self._watch()
+                failures = 0
+            except GoneError:
+                _log.info("watch expired, re-listing", informer=self.name)
+                self.resource_version = None
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                failures += 1
+                delay = min(self._max_backoff, 0.2 * 2 ** min(failures, 10))
+                delay *= random.uniform(0.5, 1.0)
+                _log.warning("watch failed, retrying", informer=self.name, error=str(exc),
+                             failures=failures, retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def _relist(self) -> None:
+        fresh: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {**self._params, "limit": self._page_size}
+        while True:
+            resp = await self._http.get(self._path, params=params)
+            if resp.status_code == 410:  # the continue token expired: start over
+                fresh.clear()
+                params.pop("continue", None)
+                continue
+            resp.raise_for_status()
+            page = msgspec.json.decode(resp.content)
+            for item in page.get("items") or ():
+                obj = self._transform(item)
+                fresh[object_key(obj)] = obj
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                version = page["metadata"]["resourceVersion"]
+                break
+            params["continue"] = token
+        old, self.store = self.store, fresh
+        self.resource_version = version
+        self.relists += 1
+        for key, obj in old.items():
+            if key not in fresh:
+                self._dispatch(DELETED, obj)
+        for key, obj in fresh.items():
+            before = old.get(key)
+            if before is None:
+                self._dispatch(ADDED, obj)
+            elif before["metadata"].get("resourceVersion") != obj["metadata"].get(
+                "resourceVersion"
+            ):
+                self._dispatch(MODIFIED, obj)
+        self._synced.set()
+        _log.debug("listed", informer=self.name, objects=len(fresh), resource_version=version)
+
+    async def _watch(self) -> None:
+        server_timeout = random.randint(240, 360)  # spread reconnects of many watchers
+        params = {
+            **self._params,
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": self.resource_version,
+            "timeoutSeconds": server_timeout,
+        }
+        # A silent connection longer than the server's own timeout is dead
+        # (bookmarks arrive about once a minute on a live one).
+        timeout = httpx.Timeout(10.0, read=server_timeout + 30.0)
+        async with self._http.stream("GET", self._path, params=params, timeout=timeout) as resp:
+            if resp.status_code == 410:
+                raise GoneError
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if line:
+                    self._handle_line(line)
+
+    def _handle_line(self, line: str) -> None:
+        event = msgspec.json.decode(line)
+        kind, obj = event["type"], event["object"]
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise GoneError
+            raise ValueError(f"watch error: {obj.get('message')}")
+        self.resource_version = obj["metadata"]["resourceVersion"]
+        if kind == "BOOKMARK":
+            return
+        obj = self._transform(obj)
+        key = object_key(obj)
+        if kind == DELETED:
+            self.store.pop(key, None)
+        else:
+            self.store[key] = obj
+        self._dispatch(kind, obj)
