@@ -14,7 +14,10 @@ pytestmark = pytest.mark.integration
 
 
 def _pool(name: str, spec: str) -> str:
-    return f"apiVersion: ipcontroller.ext/v1\nkind: IpClaimPool\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+    return (
+        "apiVersion: ipcontroller.ext/v1\nkind: IpClaimPool\n"
+        f"metadata: {{name: {name}}}\nspec:\n{spec}"
+    )
 
 
 def test_control_plane_is_ready_and_versioned(control_plane: ControlPlane) -> None:
