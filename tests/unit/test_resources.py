@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from externalip.resources import NODE_LABEL, Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+
+
+def test_seed_pool_parses_with_defaults() -> None:
+    pool = Pool.from_object({"metadata": {"name": "test-pool"}, "spec": {
+        "cidr": "192.168.0.248/29",
+        "ranges": [["192.168.0.249", "192.168.0.250"], ["192.168.0.252", "192.168.0.253"]],
+        "allocated": {"192.168.0.249": "192-168-0-249-32"}}})
+    assert pool.spec.ranges == (("192.168.0.249", "192.168.0.250"),
+                                ("192.168.0.252", "192.168.0.253"))
+    assert pool.spec.auto_assign is True
+    assert pool.spec.allocated == {"192.168.0.249": "192-168-0-249-32"}
+    assert PoolSpec.from_dict(pool.spec.to_dict()) == pool.spec
+
+
+def test_claim_round_trip_sets_the_node_label() -> None:
+    claim = Claim(name="192-0-2-1-32",
+                  spec=ClaimSpec(cidr="192.0.2.1/32", node_name="n1", services=("a/s",)))
+    obj = claim.to_object()
+    assert obj["metadata"]["labels"] == {NODE_LABEL: "n1"}
+    back = Claim.from_object(obj)
+    assert back.spec == claim.spec
+    unassigned = Claim(name="x", spec=ClaimSpec(cidr="192.0.2.1/32"),
+                       labels={NODE_LABEL: "old"}).to_object()
+    assert "labels" not in unassigned["metadata"]
+
+
+def test_label_selector_semantics() -> None:
+    sel = LabelSelector.from_dict({"matchLabels": {"zone": "a"}, "matchExpressions": [
+        {"key": "role", "operator": "In", "values": ["edge"]},
+        {"key": "drain", "operator": "DoesNotExist"}]})
+    assert sel is not None
+    assert sel.matches({"zone": "a", "role": "edge"})
+    assert not sel.matches({"zone": "a", "role": "edge", "drain": ""})
+    assert not sel.matches({"zone": "b", "role": "edge"})
+    assert LabelSelector.from_dict(sel.to_dict()) == sel
