@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from lightkube import AsyncClient
 from externalip.controlplane import ControlPlane
 from externalip.kube.informer import ADDED, DELETED, MODIFIED, Informer
 from externalip.resources import IpClaimResource
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +38,6 @@ async def running(informer: Informer) -> AsyncIterator[list[tuple[str, str]]]:
             await task
 
 
-async def until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def test_list_then_watch_delivers_every_change(crds: ControlPlane, kube: AsyncClient,
                                                      unique: str) -> None:
     crds.apply(_claim(f"{unique}-a", "192.0.2.1"))
@@ -55,7 +47,7 @@ async def test_list_then_watch_delivers_every_change(crds: ControlPlane, kube: A
         crds.apply(_claim(f"{unique}-b", "192.0.2.2"))
         crds.kubectl("label", "ipclaim", f"{unique}-a", "extra=1")
         crds.kubectl("delete", "ipclaim", f"{unique}-b")
-        await until(lambda: len(events) == 4)
+        await eventually(lambda: len(events) == 4)
         assert events[1:] == [(ADDED, f"{unique}-b"), (MODIFIED, f"{unique}-a"),
                               (DELETED, f"{unique}-b")]
         assert set(informer.store) == {f"{unique}-a"}
@@ -78,7 +70,7 @@ async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
     # changes made while it was away, once each.
     informer.resource_version = "1"
     async with running(informer):
-        await until(lambda: informer.relists >= 2)
+        await eventually(lambda: informer.relists >= 2)
         await asyncio.sleep(0.5)
     assert sorted(events) == sorted([(DELETED, f"{unique}-gone"), (ADDED, f"{unique}-new")])
     assert set(informer.store) == {f"{unique}-keep", f"{unique}-new"}
@@ -91,6 +83,6 @@ async def test_watch_survives_an_api_server_restart(crds: ControlPlane, kube: As
     async with running(informer) as events:
         await asyncio.to_thread(crds.restart_apiserver)
         crds.apply(_claim(f"{unique}-y", "192.0.2.22"))
-        await until(lambda: f"{unique}-y" in informer.store, timeout=60)
+        await eventually(lambda: f"{unique}-y" in informer.store, within=60)
         assert events.count((ADDED, f"{unique}-x")) == 1
         assert events.count((ADDED, f"{unique}-y")) == 1
