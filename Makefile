@@ -1,0 +1,53 @@
+# externalip: every set-up step a fresh Linux machine needs is in `make deps`;
+# `make test` and `make lab` run it first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := iproute2 bird2 procps
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv k8s-binaries lint test unit integration lab lab-down bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: venv k8s-binaries ## everything a fresh machine needs: apt packages, virtualenv, Kubernetes binaries
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "[deps] installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@command -v go >/dev/null || { echo "[deps] Go >= 1.26 is required to build the Kubernetes binaries"; exit 1; }
+
+venv: $(BIN)/externalip ## the Python virtualenv with the package and its dev tools
+
+$(BIN)/externalip: pyproject.toml
+	@echo "[deps] creating $(VENV) and installing the package"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+k8s-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/externalip)
+	@bash tools/build-k8s.sh >/dev/null
+
+lint: venv ## ruff and mypy (strict)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: deps lint ## lint, then unit, integration and end-to-end tests (root needed for network namespaces)
+	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+unit: venv ## only the fast pure tests
+	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+
+lab: deps ## run the lab: control plane, nodes in network namespaces, a Service reachable from a client
+	$(BIN)/externalip lab up
+
+lab-down: venv ## remove everything the lab created
+	$(BIN)/externalip lab down
+
+bench: deps ## run the benchmarks (not part of CI); figures go to docs/benchmarks.md
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## remove the virtualenv and caches in the checkout (not the Kubernetes binaries)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info
