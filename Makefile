@@ -31,7 +31,7 @@ k8s-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached 
 	@bash tools/build-k8s.sh >/dev/null
 
 lint: venv ## ruff and mypy (strict)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: deps lint ## lint, then unit, integration and end-to-end tests (root needed for network namespaces)
