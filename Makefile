@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 bird2 procps
+APT_PACKAGES := iproute2 bird2 procps iputils-ping curl
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv k8s-binaries lint test unit integration lab lab-down bench clean

@@ -1,0 +1,41 @@
+"""Kubernetes Node objects for the lab's namespaces.
+
+No kubelet runs in the lab, so the lab writes what a kubelet would: a Node
+with the seed's `ipcontroller=` label and a Ready condition, which the
+scheduler reads to decide where IPs may go.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import yaml
+
+from externalip.controlplane import ControlPlane
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create(cp: ControlPlane, name: str, address: str) -> None:
+    cp.apply(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"ipcontroller": "",
+                                              "kubernetes.io/hostname": name}},
+    }))
+    set_ready(cp, name, True, address)
+
+
+def set_ready(cp: ControlPlane, name: str, ready: bool, address: str = "") -> None:
+    status: dict[str, object] = {"conditions": [{
+        "type": "Ready", "status": "True" if ready else "False",
+        "reason": "KubeletReady" if ready else "LabMarkedNotReady",
+        "message": "set by externalip lab", "lastHeartbeatTime": _now(),
+        "lastTransitionTime": _now()}]}
+    if address:
+        status["addresses"] = [{"type": "InternalIP", "address": address},
+                               {"type": "Hostname", "address": name}]
+    cp.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": status}))
