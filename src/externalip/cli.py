@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--nodes", type=int, default=3, help="number of node namespaces (default 3)")
     lab.add_argument("--mode", choices=["claims", "simple"], default="claims",
                      help="operating mode to run in the lab (default claims)")
+    lab.add_argument("--no-hold", action="store_true",
+                     help="up: remove the lab again once the Service is reachable")
     status = sub.add_parser("status", help="pools, claims, nodes and waiting Services")
     status.set_defaults(program="status")
     status.add_argument("--kubeconfig", default="", help="kubeconfig file")

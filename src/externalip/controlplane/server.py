@@ -118,6 +118,9 @@ class ControlPlane:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs.values() if p.poll() is None]
+
     def pid(self, name: str) -> int:
         return self._procs[name].pid
 
