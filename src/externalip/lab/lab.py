@@ -61,7 +61,7 @@ class Proc:
 @dataclass
 class Lab:
     nodes: int = 3
-    mode: str = "claims"  # or "simple"
+    mode: str = "claims"  # "simple", or "none" (bare lab, e.g. to run MetalLB on it)
     prefix: str = field(default_factory=lambda: "eipl" + secrets.token_hex(2))
     schedulers: int = 2
     agent_args: tuple[str, ...] = ()
@@ -109,7 +109,8 @@ class Lab:
         progress(f"creating {self.nodes} node namespaces and a client on one bridge")
         self.topology.create()
         self._save_state()
-        account = "externalip-agent" if self.mode == "claims" else "externalip-simple"
+        account = {"claims": "externalip-agent", "simple": "externalip-simple"}.get(
+            self.mode, "externalip-agent")
         self.node_kubeconfig = self.cp.service_account_kubeconfig(
             NAMESPACE, account, server=f"https://127.0.0.1:{PROXY_PORT}")
         for i, node in enumerate(self.node_names, start=1):
@@ -118,7 +119,8 @@ class Lab:
                                           self.cp.apiserver_port, PROXY_PORT).start()
             self._spawn_in_node(node, f"backend-{node}",
                                 [sys.executable, "-m", "externalip.lab.backend", node])
-            self.start_agent(node)
+            if self.mode != "none":
+                self.start_agent(node)
             progress(f"{node}: API proxy, backend and {self.mode} program running")
         if self.mode == "claims":
             sched_kc = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler")
