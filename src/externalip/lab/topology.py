@@ -41,7 +41,7 @@ def sysctl(netns: str, key: str, value: str) -> None:
 class Topology:
     prefix: str
     nodes: int
-    names: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
 
     @property
     def lan(self) -> str:
@@ -58,7 +58,8 @@ class Topology:
         return [f"node{i}" for i in range(1, self.nodes + 1)]
 
     def all_namespaces(self) -> list[str]:
-        return [self.lan, self.client, *(self.node_ns(n) for n in self.node_names())]
+        nodes = (self.node_ns(n) for n in self.node_names())
+        return [self.lan, self.client, *nodes, *self.extra]
 
     def create(self) -> None:
         ip("netns", "add", self.lan)
@@ -70,6 +71,11 @@ class Topology:
             self._attach(self.node_ns(node), f"v{node}", v4, v6)
             _log.info("lab node network ready", node=node, ipv4=v4, ipv6=v6)
         self._attach(self.client, "vclient", CLIENT4, CLIENT6)
+
+    def attach_extra(self, netns: str, lan_end: str, v4: str, v6: str) -> None:
+        """Another namespace on the segment (e.g. a router); destroy() removes it."""
+        self.extra.append(netns)
+        self._attach(netns, lan_end, v4, v6)
 
     def _attach(self, netns: str, lan_end: str, v4: str, v6: str) -> None:
         ip("netns", "add", netns)
