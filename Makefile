@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 APT_PACKAGES := iproute2 bird2 procps iputils-ping curl
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv k8s-binaries lint test unit integration lab lab-down bench clean
+.PHONY: help deps venv k8s-binaries helm lint test unit integration lab lab-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-deps: venv k8s-binaries ## everything a fresh machine needs: apt packages, virtualenv, Kubernetes binaries
+deps: venv k8s-binaries helm ## everything a fresh machine needs: apt packages, virtualenv, Kubernetes binaries, helm
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "[deps] installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
@@ -26,6 +26,9 @@ $(BIN)/externalip: pyproject.toml
 	@$(BIN)/pip install -q --upgrade pip
 	@$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
+
+helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the chart's tests
+	@bash tools/build-helm.sh >/dev/null
 
 k8s-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/externalip)
 	@bash tools/build-k8s.sh >/dev/null
