@@ -123,13 +123,8 @@ class Lab:
                 self.start_agent(node)
             progress(f"{node}: API proxy, backend and {self.mode} program running")
         if self.mode == "claims":
-            sched_kc = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler")
             for i in range(1, self.schedulers + 1):
-                self._spawn(f"scheduler-{i}", [
-                    *self._externalip(), "scheduler", f"--kubeconfig={sched_kc}",
-                    f"--namespace={NAMESPACE}", "--leader-elect=true",
-                    f"--metrics-addr=127.0.0.1:{9450 + i}", "--log-format=console",
-                    *self.scheduler_args])
+                self.start_scheduler(i)
             progress(f"{self.schedulers} schedulers running with leader election")
         self._save_state()
         progress(f"lab up in {time.monotonic() - started:.1f}s")
@@ -214,6 +209,34 @@ class Lab:
         if node not in self.proxies:
             self.proxies[node] = ApiProxy(self.topology.node_ns(node),
                                           self.cp.apiserver_port, PROXY_PORT).start()
+
+    def restore_node(self, node: str) -> None:
+        """Undo kill_node/partition/kill_agent: link up, API reachable, agent running."""
+        self.topology.link_up(node)
+        self.heal(node)
+        if f"agent-{node}" not in self.procs and self.mode != "none":
+            self.start_agent(node)
+
+    def holders(self, address: str) -> list[str]:
+        """Nodes whose eth0 or lo carries the address right now."""
+        found = []
+        for node in self.node_names:
+            out = ip("-n", self.topology.node_ns(node), "-o", "addr", "show").stdout
+            if any(f" {address}/" in line for line in out.splitlines()):
+                found.append(node)
+        return found
+
+    def start_scheduler(self, index: int) -> None:
+        assert self.cp is not None
+        kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler")
+        self._spawn(f"scheduler-{index}", [
+            *self._externalip(), "scheduler", f"--kubeconfig={kubeconfig}",
+            f"--namespace={NAMESPACE}", "--leader-elect=true",
+            f"--metrics-addr=127.0.0.1:{9450 + index}", "--log-format=console",
+            *self.scheduler_args])
+
+    def stop_scheduler(self, index: int) -> None:
+        self._terminate(f"scheduler-{index}")
 
     def kill_scheduler(self, index: int) -> None:
         self._terminate(f"scheduler-{index}", signal.SIGKILL)

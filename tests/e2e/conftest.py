@@ -1,0 +1,107 @@
+"""One lab for the end-to-end suite: a real control plane, three nodes in
+network namespaces running the agent, two leader-elected schedulers, and a
+client that reaches Services over the wire."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from externalip.lab.lab import Lab
+from externalip.lab.topology import leftover_namespaces
+
+NS = "e2e"
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    lab = Lab(nodes=3, mode="claims")
+    try:
+        lab.start()
+        assert lab.cp is not None
+        lab.cp.ensure_namespace(NS)
+        yield lab
+    finally:
+        lab.stop()
+        assert leftover_namespaces(lab.prefix) == []
+
+
+@pytest.fixture
+def healthy(lab: Lab) -> Iterator[Lab]:
+    """A test that breaks nodes or programs gets them back afterwards."""
+    yield lab
+    for node in lab.node_names:
+        lab.restore_node(node)
+    for i in (1, 2):
+        if f"scheduler-{i}" not in lab.procs:
+            lab.start_scheduler(i)
+
+
+def service(name: str, *, lb: bool = True, external_ips: list[str] | None = None,
+            families: list[str] | None = None, policy: str | None = None,
+            annotations: dict[str, str] | None = None, port: int = 80,
+            local: bool = False) -> str:
+    spec: dict[str, Any] = {"selector": {"app": name},
+                            "ports": [{"name": "http", "port": port, "targetPort": 80}]}
+    spec["type"] = "LoadBalancer" if lb else "ClusterIP"
+    if external_ips:
+        spec["externalIPs"] = external_ips
+    if families:
+        spec["ipFamilies"] = families
+    if policy:
+        spec["ipFamilyPolicy"] = policy
+    if local:
+        spec["externalTrafficPolicy"] = "Local"
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if annotations:
+        meta["annotations"] = annotations
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec})
+
+
+def get(lab: Lab, *args: str) -> Any:
+    assert lab.cp is not None
+    return json.loads(lab.cp.kubectl("get", *args, "-o", "json").stdout)
+
+
+def ingress_ips(lab: Lab, name: str) -> list[str]:
+    svc = get(lab, "service", name, "-n", NS)
+    return [i["ip"] for i in svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []]
+
+
+def wait_ingress(lab: Lab, name: str, count: int = 1, within: float = 60) -> list[str]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        ips = ingress_ips(lab, name)
+        if len(ips) >= count:
+            return ips
+        time.sleep(0.1)
+    raise AssertionError(f"service {name} got no {count} ingress IP(s) within {within}s")
+
+
+def wait_reachable(lab: Lab, ip: str, within: float = 60, not_from: str | None = None) -> str:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        node = lab.client_get(ip, timeout=0.5)
+        if node and node != not_from:
+            return node
+        time.sleep(0.05)
+    raise AssertionError(f"{ip} not reachable from the client within {within}s "
+                         f"(holders now: {lab.holders(ip)})")
+
+
+def wait_unreachable(lab: Lab, ip: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if lab.client_get(ip, timeout=0.3) is None and not lab.holders(ip):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{ip} still held by {lab.holders(ip)} after {within}s")
+
+
+def claims(lab: Lab) -> dict[str, Any]:
+    return {c["metadata"]["name"]: c for c in get(lab, "ipclaims")["items"]}
