@@ -1,0 +1,172 @@
+"""The Helm chart: lint, template, and the same objects as deploy/.
+
+helm is built from the Go module proxy by tools/build-helm.sh (cached in
+~/.cache/externalip/helm-<version>/). The chart's CRDs and RBAC are links to
+deploy/'s files; workloads are templates, so their pod specs are compared
+with deploy/'s field by field (labels aside) at the default values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from externalip.controlplane import ControlPlane
+from tests.integration.test_deploy_config import BY_ENV
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "externalip"
+DEPLOY = REPO / "deploy"
+# simple mode's RBAC (interim file until deploy/rbac/simple.yaml exists)
+SIMPLE_RBAC = DEPLOY / "rbac-interim" / "simple.yaml"
+KUBE_VERSION = "1.37.2"  # helm template has no cluster to ask
+WORKLOADS = {"DaemonSet", "Deployment"}
+
+Helm = Callable[..., subprocess.CompletedProcess[str]]
+Ident = tuple[str, str, str]
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    build = subprocess.run(["bash", str(REPO / "tools" / "build-helm.sh")],
+                           stdout=subprocess.PIPE, text=True, check=True, timeout=1800)
+    binary = build.stdout.strip().splitlines()[-1]
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([binary, *args], capture_output=True, text=True,
+                                timeout=120, check=False)
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stderr}"
+        return result
+
+    return run
+
+
+def template(helm: Helm, *sets: str, crds: bool = True) -> list[dict[str, Any]]:
+    args = ["template", "externalip", str(CHART), "--namespace", "externalip",
+            "--kube-version", KUBE_VERSION]
+    if crds:
+        args.append("--include-crds")
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def load(*paths: Path) -> list[dict[str, Any]]:
+    return [d for p in paths for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+def by_identity(objs: list[dict[str, Any]]) -> dict[Ident, dict[str, Any]]:
+    out: dict[Ident, dict[str, Any]] = {}
+    for o in objs:
+        key = (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        assert key not in out, f"{key} rendered twice"
+        out[key] = o
+    return out
+
+
+def normalized(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object without labels (Helm adds its own), with a workload's pod
+    template reduced to its spec and env as a mapping, so content counts, not order."""
+    out = {**obj, "metadata": {k: v for k, v in obj["metadata"].items()
+                               if k not in {"labels", "annotations"}}}
+    if obj["kind"] in WORKLOADS:
+        out["spec"] = {**obj["spec"], "template": {"spec": pod_spec(obj)}}
+    return out
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(workload["spec"]["template"]["spec"])
+    spec["containers"] = [
+        {**c, "env": {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}}
+        for c in spec["containers"]]
+    return spec
+
+
+def kustomized(cp: ControlPlane) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(cp.kubectl("kustomize", str(DEPLOY)).stdout) if d]
+
+
+def test_lint_passes_in_both_modes(helm: Helm) -> None:
+    for mode in ("claims", "simple"):
+        result = helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION,
+                      "--set", f"mode={mode}")
+        assert "0 chart(s) failed" in result.stdout
+
+
+def test_claims_mode_renders_the_objects_of_deploy(helm: Helm,
+                                                  control_plane: ControlPlane) -> None:
+    chart = by_identity(template(helm))
+    deploy = by_identity(kustomized(control_plane))
+    # Helm installs into a namespace it does not own: the user creates it
+    # (with its Pod Security labels) from deploy/namespace.yaml
+    del deploy[("Namespace", "", "externalip")]
+    # kustomize re-folds long CEL expressions (same meaning, other
+    # whitespace): compare the objects that hold them with their source files
+    deploy.update(by_identity(load(*sorted((DEPLOY / "crds").glob("ip*.yaml")),
+                                   *sorted((DEPLOY / "admission").glob("*.yaml")))))
+    assert set(chart) == set(deploy)
+    for key, obj in deploy.items():
+        assert normalized(chart[key]) == normalized(obj), key
+
+
+def test_simple_mode_renders_the_simple_manifests(helm: Helm) -> None:
+    chart = by_identity(template(helm, "mode=simple", crds=False))
+    deploy = by_identity(load(SIMPLE_RBAC, DEPLOY / "simple" / "simple.yaml"))
+    assert set(chart) == set(deploy)
+    for key, obj in deploy.items():
+        assert normalized(chart[key]) == normalized(obj), key
+    # the ECMP/BGP variant: one per node, on lo
+    ds = by_identity(template(helm, "mode=simple", "simple.kind=DaemonSet", "interface=lo",
+                              crds=False))[("DaemonSet", "externalip", "externalip-simple")]
+    assert pod_spec(ds)["containers"][0]["env"]["EXTERNALIP_IFACE"] == "lo"
+    assert "replicas" not in ds["spec"]
+
+
+def test_values_reach_the_programs(helm: Helm) -> None:
+    objs = by_identity(template(
+        helm, "interface=bond0", "scheduler.nodefilter=first-alive", "agent.leaseDuration=3s",
+        "scheduler.replicas=3", "image.repository=registry.example.com/eip", "image.tag=1.2.3",
+        "nodeSelector.rack=r1", "pools[0].name=lan", "pools[0].cidr=192.0.2.0/24",
+        "pools[0].autoAssign=false", crds=False))
+    agent = pod_spec(objs[("DaemonSet", "externalip", "externalip-agent")])
+    scheduler = objs[("Deployment", "externalip", "externalip-scheduler")]
+    assert agent["containers"][0]["env"]["EXTERNALIP_IFACE"] == "bond0"
+    assert agent["containers"][0]["env"]["EXTERNALIP_LEASE_DURATION"] == "3s"
+    assert agent["nodeSelector"] == {"ipcontroller": "", "rack": "r1"}
+    assert agent["containers"][0]["image"] == "registry.example.com/eip:1.2.3"
+    assert scheduler["spec"]["replicas"] == 3
+    assert pod_spec(scheduler)["containers"][0]["env"]["EXTERNALIP_NODEFILTER"] == "first-alive"
+    pool = objs[("IpClaimPool", "", "lan")]
+    assert pool["spec"] == {"cidr": "192.0.2.0/24", "autoAssign": False}
+    # every variable the chart sets is a flag of the program it configures
+    for obj in objs.values():
+        if obj["kind"] in WORKLOADS:
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            for env in container["env"]:
+                assert container["args"][0] in BY_ENV[env["name"]].programs
+
+
+@pytest.mark.parametrize("bad", ["mode=both", "scheduler.nodefilter=random",
+                                 "agent.heartbeat=2x", "interface=", "pools[0].name=p"])
+def test_invalid_values_are_refused(helm: Helm, bad: str) -> None:
+    result = helm("template", "externalip", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", bad, check=False)
+    assert result.returncode != 0, f"{bad} was accepted"
+
+
+def test_rendered_chart_is_accepted_by_the_api_server(helm: Helm, crds: ControlPlane) -> None:
+    crds.apply(DEPLOY / "namespace.yaml")
+    for mode in ("claims", "simple"):
+        rendered = helm("template", "externalip", str(CHART), "--namespace", "externalip",
+                        "--kube-version", KUBE_VERSION, "--set", f"mode={mode}",
+                        "--set", "pools[0].name=helm-check",
+                        "--set", "pools[0].cidr=198.51.100.0/28").stdout
+        crds.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)

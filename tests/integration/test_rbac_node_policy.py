@@ -1,0 +1,110 @@
+"""The admission policy that ties an agent to its own node (deploy/admission/).
+
+Requests are made as the agent's service account carrying the node name its
+pod-bound token would carry (impersonated with --as-user-extra), against the
+real API server, where the ValidatingAdmissionPolicy runs after RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from externalip.controlplane import ControlPlane
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+NS = "externalip"
+AGENT = f"system:serviceaccount:{NS}:externalip-agent"
+NODE_EXTRA = "authentication.kubernetes.io/node-name"
+
+
+def as_agent(cp: ControlPlane, node: str | None, *args: str,
+             input: str | None = None) -> tuple[bool, str]:
+    who = [f"--as={AGENT}", "--as-group=system:serviceaccounts",
+           f"--as-group=system:serviceaccounts:{NS}"]
+    if node is not None:
+        who.append(f"--as-user-extra={NODE_EXTRA}={node}")
+    result = cp.kubectl(*who, *args, input=input, check=False)
+    return result.returncode == 0, result.stderr
+
+
+def lease(name: str) -> str:
+    return yaml.safe_dump({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                           "metadata": {"name": name, "namespace": NS},
+                           "spec": {"holderIdentity": name, "leaseDurationSeconds": 6}})
+
+
+@pytest.fixture(scope="module")
+def policy(crds: ControlPlane, unique: str) -> ControlPlane:
+    crds.apply(DEPLOY)
+    # policies are loaded asynchronously: wait until a foreign Lease is refused
+    deadline = time.monotonic() + 30
+    while as_agent(crds, f"{unique}-probe", "create", "-f", "-",
+                   input=lease(f"{unique}-other"))[0]:
+        crds.kubectl("delete", "lease", f"{unique}-other", "-n", NS)
+        assert time.monotonic() < deadline, "the admission policy never took effect"
+        time.sleep(0.2)
+    return crds
+
+
+@pytest.fixture(scope="module")
+def unique() -> str:
+    return "pol" + time.strftime("%H%M%S")
+
+
+def test_agent_writes_its_own_lease_but_not_another_nodes(policy: ControlPlane,
+                                                          unique: str) -> None:
+    mine, other = f"{unique}-a", f"{unique}-b"
+    ok, err = as_agent(policy, mine, "create", "-f", "-", input=lease(mine))
+    assert ok, err
+    ok, err = as_agent(policy, mine, "create", "-f", "-", input=lease(other))
+    assert not ok
+    assert f"may only write the Lease named {mine}" in err
+    # nor the scheduler's leader Lease
+    policy.apply(lease(f"{unique}-leader"))
+    ok, _ = as_agent(policy, mine, "annotate", "lease", f"{unique}-leader", "-n", NS, "x=y")
+    assert not ok
+
+
+def test_agent_writes_its_own_ipnode_only(policy: ControlPlane, unique: str) -> None:
+    def ipnode(name: str) -> str:
+        return yaml.safe_dump({"apiVersion": "ipcontroller.ext/v1", "kind": "IpNode",
+                               "metadata": {"name": name}})
+    ok, err = as_agent(policy, f"{unique}-a", "create", "-f", "-", input=ipnode(f"{unique}-a"))
+    assert ok, err
+    ok, err = as_agent(policy, f"{unique}-a", "create", "-f", "-", input=ipnode(f"{unique}-b"))
+    assert not ok and "IpNode" in err
+
+
+def test_agent_writes_status_only_of_claims_assigned_to_it(policy: ControlPlane,
+                                                           unique: str) -> None:
+    for suffix, node in (("1", f"{unique}-a"), ("2", f"{unique}-b")):
+        policy.apply(yaml.safe_dump({
+            "apiVersion": "ipcontroller.ext/v1", "kind": "IpClaim",
+            "metadata": {"name": f"{unique}-c{suffix}"},
+            "spec": {"cidr": f"198.19.0.{suffix}/32", "nodeName": node}}))
+
+    def mark_ready(claim: str) -> tuple[bool, str]:
+        # a raw PUT of the status, as the agent does it: needs only `update`
+        obj = json.loads(policy.kubectl("get", "ipclaim", claim, "-o", "json").stdout)
+        obj["status"] = {"ready": True, "holder": f"{unique}-a"}
+        return as_agent(policy, f"{unique}-a", "replace", "--raw",
+                        f"/apis/ipcontroller.ext/v1/ipclaims/{claim}/status", "-f", "-",
+                        input=json.dumps(obj))
+
+    ok, err = mark_ready(f"{unique}-c1")
+    assert ok, err
+    ok, err = mark_ready(f"{unique}-c2")
+    assert not ok and "claims assigned to it" in err
+
+
+def test_tokens_without_a_node_are_not_restricted(policy: ControlPlane, unique: str) -> None:
+    """What the lab's hand-minted tokens are: RBAC alone applies (docs/security.md)."""
+    ok, err = as_agent(policy, None, "create", "-f", "-", input=lease(f"{unique}-free"))
+    assert ok, err
