@@ -365,18 +365,28 @@ async def fetch(kubeconfig: str, namespace: str) -> dict[str, list[dict[str, Any
         "events": "/api/v1/events?fieldSelector=type%3DWarning,involvedObject.kind%3DService",
     }
     try:
-        responses = await asyncio.gather(*(http.get(p) for p in paths.values()))
-        out = {}
-        for (name, path), resp in zip(paths.items(), responses, strict=True):
-            if resp.status_code == 404 and "ipcontroller.ext" in path:
-                raise RuntimeError("the ipcontroller.ext CRDs are not installed "
-                                   "(kubectl apply -k deploy/)")
-            if resp.status_code != 200:
-                raise RuntimeError(f"GET {path}: HTTP {resp.status_code}: {resp.text[:200]}")
-            out[name] = resp.json().get("items") or []
-        return out
+        bodies = await asyncio.gather(*(_get(http, p) for p in paths.values()))
+        return {name: body.get("items") or [] for name, body in zip(paths, bodies, strict=True)}
     finally:
         await client.close()
+
+
+async def _get(http: Any, path: str, attempts: int = 5) -> dict[str, Any]:
+    """GET a list, waiting out 429/503 (an API server still warming its
+    caches answers "storage is (re)initializing" with Retry-After)."""
+    for attempt in range(attempts):
+        resp = await http.get(path)
+        if resp.status_code in (429, 503) and attempt < attempts - 1:
+            await asyncio.sleep(min(float(resp.headers.get("Retry-After") or 1), 5.0))
+            continue
+        if resp.status_code == 404 and "ipcontroller.ext" in path:
+            raise RuntimeError("the ipcontroller.ext CRDs are not installed "
+                               "(kubectl apply -k deploy/)")
+        if resp.status_code != 200:
+            raise RuntimeError(f"GET {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+        body: dict[str, Any] = resp.json()
+        return body
+    raise AssertionError("unreachable")
 
 
 def main(opts: Any) -> int:
