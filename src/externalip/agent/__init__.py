@@ -1,0 +1,1 @@
+"""Pure logic of the node agent (no I/O): address diffing, claim statuses."""

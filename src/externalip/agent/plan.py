@@ -1,0 +1,96 @@
+"""The address diff: what the node must hold vs. what the kernel has. Pure.
+
+Both programs (claims-mode agent and simple mode) describe what they want as
+`Want`s and read the kernel's addresses as `Have`s; `plan` says what to add,
+what to keep (and refresh), what to remove and which wants it refuses, and why.
+The safety rules live here, where they can be tested exhaustively:
+- only addresses carrying our mark (`Have.ours`) are ever removed or refreshed;
+- a want whose IP the node already has as its own, on any link, is refused
+  (we neither take it over nor add a duplicate);
+- one IP is held once: a second want for the same IP is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True)
+class Want:
+    """One address the program must hold: ip/prefix on a link, for its owners."""
+
+    interface: IPInterface
+    link: str
+    owners: tuple[str, ...]  # claim name, or "namespace/name" of Services
+
+
+@dataclass(frozen=True)
+class Have:
+    """One address the kernel has."""
+
+    interface: IPInterface
+    link: str
+    ours: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    add: tuple[Want, ...] = ()
+    keep: tuple[Want, ...] = ()
+    remove: tuple[Have, ...] = ()
+    # owner -> reason, for wants we will not hold
+    refused: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def held(self) -> tuple[Want, ...]:
+        """What the node holds once the plan is applied (if every step succeeds)."""
+        return self.keep + self.add
+
+
+def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -> Plan:
+    haves = list(haves)
+    foreign: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, Have] = {}
+    ours: dict[tuple[str, IPInterface], Have] = {}
+    for have in haves:
+        if have.ours:
+            ours[(have.link, have.interface)] = have
+        else:
+            foreign.setdefault(have.interface.ip, have)
+
+    add: list[Want] = []
+    keep: list[Want] = []
+    refused: dict[str, str] = {}
+    taken: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, Want] = {}
+    # Sorted so that, of two wants for one IP, the same one wins on every node
+    # and in every run.
+    for want in sorted(wants, key=lambda w: (w.owners, str(w.interface), w.link)):
+        ip = want.interface.ip
+        reason = ""
+        if ip in taken:
+            reason = f"{ip} is already held here for {', '.join(taken[ip].owners)}"
+        elif ip in foreign:
+            reason = (
+                f"{ip} is already configured on {foreign[ip].link} as this node's own "
+                "address (not added by externalip); refusing to take it over"
+            )
+        elif want.link not in links:
+            reason = f"interface {want.link!r} not found on this node"
+        if reason:
+            for owner in want.owners:
+                refused[owner] = reason
+            continue
+        taken[ip] = want
+        if (want.link, want.interface) in ours:
+            keep.append(want)
+        else:
+            add.append(want)
+
+    wanted = {(w.link, w.interface) for w in keep}
+    remove = tuple(
+        h for key, h in sorted(ours.items(), key=lambda kv: str(kv[0])) if key not in wanted
+    )
+    return Plan(add=tuple(add), keep=tuple(keep), remove=remove, refused=refused)

@@ -1,0 +1,1 @@
+"""Adapters to the node's network: netlink addresses, ARP/NA announcements."""

@@ -1,0 +1,173 @@
+"""Holding a set of addresses on the wire: plan, apply, announce, refresh.
+
+Shared by the claims-mode agent and simple mode. One `reconcile(wants)` reads
+the kernel's links and addresses, asks the pure `plan` what to do, removes
+what is ours and no longer wanted, renews the lifetime of what stays, adds and
+announces what is missing. It returns what is really held and what failed, so
+the caller can report it (claim status, Events). No API access here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge
+from pyroute2.netlink.exceptions import NetlinkError
+
+from externalip import log
+from externalip.agent.plan import Have, Plan, Want, plan
+from externalip.net.announce import Announcer
+from externalip.net.netlink import AddressExistsError, Link, Netlink
+
+ADDRESSES_HELD = Gauge("externalip_addresses_held", "Addresses this process holds")
+ANNOUNCEMENTS = Counter(
+    "externalip_announcements_total",
+    "Gratuitous ARP (family 4) / unsolicited NA (family 6) announcements sent",
+    ["family"],
+)
+RECONCILE_ERRORS = Counter(
+    "externalip_reconcile_errors_total", "Failed steps of address reconciliation", ["step"]
+)
+
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    plan: Plan
+    held: tuple[Want, ...]
+    # owner -> why its address is not held (refusals and failed steps)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def _announce_failed(exc: OSError) -> None:
+    RECONCILE_ERRORS.labels("announce").inc()
+    _log.warning("announcement failed", error=str(exc))
+
+
+class AddressHolder:
+    def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None):
+        self.netlink = netlink
+        self.lifetime = lifetime
+        self.announcer = announcer or Announcer(
+            on_sent=lambda family: ANNOUNCEMENTS.labels(str(family)).inc(),
+            on_error=_announce_failed,
+        )
+        self.held: tuple[Want, ...] = ()
+        self._links: dict[str, Link] = {}
+
+    async def reconcile(self, wants: Iterable[Want]) -> Result:
+        links = await self.netlink.links()
+        self._links = {link.name: link for link in links.values()}
+        haves = [
+            Have(a.interface, links[a.ifindex].name, a.ours)
+            for a in await self.netlink.addresses()
+            if a.ifindex in links
+        ]
+        todo = plan(wants, haves, self._links.keys())
+        problems = dict(todo.refused)
+        for owner, reason in todo.refused.items():
+            _log.debug("address refused", owner=owner, reason=reason)
+
+        # Removals first: an address that moves to another link or prefix must
+        # leave before it comes back.
+        for have in todo.remove:
+            link = self._links[have.link]
+            self.announcer.withdraw(link.index, have.interface.ip)
+            try:
+                await self.netlink.remove(link.index, have.interface)
+                _log.info("address removed", address=str(have.interface), link=have.link)
+            except NetlinkError as exc:
+                RECONCILE_ERRORS.labels("remove").inc()
+                _log.error("cannot remove address", address=str(have.interface), error=str(exc))
+
+        for want in todo.keep:
+            await self._step(want, problems, "refresh")
+        for want in todo.add:
+            if await self._step(want, problems, "add"):
+                _log.info("address added", address=str(want.interface), link=want.link,
+                          owners=list(want.owners))
+                self.announcer.announce(self._links[want.link], want.interface.ip)
+
+        self.held = tuple(w for w in todo.held if not any(o in problems for o in w.owners))
+        ADDRESSES_HELD.set(len(self.held))
+        return Result(todo, self.held, problems)
+
+    async def _step(self, want: Want, problems: dict[str, str], step: str) -> bool:
+        link = self._links[want.link]
+        try:
+            if step == "add":
+                await self.netlink.add(link.index, want.interface, self.lifetime)
+            else:
+                await self.netlink.refresh(link.index, want.interface, self.lifetime)
+        except AddressExistsError:
+            # Configured by someone else between our dump and our add: theirs.
+            reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"
+        except NetlinkError as exc:
+            reason = f"cannot {step} {want.interface} on {want.link}: {exc}"
+        else:
+            return True
+        RECONCILE_ERRORS.labels(step).inc()
+        _log.error("address step failed", step=step, address=str(want.interface), reason=reason)
+        for owner in want.owners:
+            problems[owner] = reason
+        return False
+
+    def announce_held(self) -> None:
+        """One more announcement of everything held (--garp-interval)."""
+        for want in self.held:
+            link = self._links.get(want.link)
+            if link is None:
+                continue
+            try:
+                self.announcer.send(link, want.interface.ip)
+            except OSError as exc:
+                RECONCILE_ERRORS.labels("announce").inc()
+                _log.warning("announcement failed", address=str(want.interface), error=str(exc))
+
+    async def close(self) -> None:
+        await self.announcer.close()
+        self.netlink.close()
+
+
+async def drive(
+    reconcile: Callable[[], Awaitable[None]],
+    kick: asyncio.Event,
+    period: float,
+    retry: float = 1.0,
+) -> None:
+    """Run `reconcile` when kicked and at least every `period` seconds, forever.
+
+    Kicks that arrive while a reconcile runs coalesce into one more run. A
+    failed run (any exception) is logged, counted and retried after `retry`
+    seconds, doubling up to `period`: the loop itself never dies.
+    """
+    backoff = retry
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(kick.wait(), timeout=period)
+        kick.clear()
+        try:
+            await reconcile()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            RECONCILE_ERRORS.labels("reconcile").inc()
+            _log.error("reconcile failed", error=repr(exc), retry_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(period, backoff * 2)
+            kick.set()
+        else:
+            backoff = retry
+
+
+def refresh_period(lifetime: float, resync: float) -> float:
+    """How often to run even without events: a third of the lifetime, so two
+    refreshes may be missed (a stalled loop, a busy node) before the kernel
+    drops an address; at most the resync period."""
+    if lifetime <= 0:
+        return resync
+    return max(0.2, min(resync, lifetime / 3))

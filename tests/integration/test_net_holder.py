@@ -1,0 +1,180 @@
+"""Netlink adapter, address holder and announcer inside network namespaces.
+
+A node namespace with a veth to a client namespace; the holder runs in the
+node namespace (this thread enters it), the client captures what reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from externalip.agent.plan import Want
+from externalip.lab.netns import Capture, NetnsSet, entered, ip
+from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
+from externalip.net.holder import AddressHolder
+from externalip.net.netlink import PROTO, Netlink
+
+pytestmark = pytest.mark.netns
+IF = ipaddress.ip_interface
+
+
+class Net:
+    def __init__(self, ns: NetnsSet, prefix: str) -> None:
+        self.node = ns.namespace("node")
+        self.client = ns.namespace("client")
+        self.dev, self.cdev = f"{prefix}n", f"{prefix}c"
+        ns.veth(self.node, self.dev, self.client, self.cdev)
+        ns.addr(self.node, self.dev, "192.0.2.10/24")
+        ns.addr(self.node, self.dev, "2001:db8::10/64", "nodad")
+        ns.addr(self.client, self.cdev, "192.0.2.20/24")
+        ns.addr(self.client, self.cdev, "2001:db8::20/64", "nodad")
+        self.mac = bytes.fromhex(self.addrs_json()[0]["address"].replace(":", ""))
+
+    def addrs_json(self) -> list[dict]:  # type: ignore[type-arg]
+        out = ip("-j", "addr", "show", "dev", self.dev, netns=self.node).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    def addresses(self) -> dict[str, dict]:  # type: ignore[type-arg]
+        return {a["local"]: a for a in self.addrs_json()[0]["addr_info"]}
+
+
+@pytest.fixture
+def net(unique: str) -> Iterator[Net]:
+    with NetnsSet(unique) as ns:
+        yield Net(ns, unique)
+
+
+async def hold(net: Net, wants: list[Want], lifetime: float = 30) -> AddressHolder:
+    with entered(net.node):
+        holder = AddressHolder(Netlink(), lifetime)
+        await holder.reconcile(wants)  # sockets are created here, in the node namespace
+    return holder
+
+
+async def test_add_marks_deprecated_and_announces(net: Net) -> None:
+    with Capture(net.client, net.cdev) as cap:
+        holder = await hold(net, [Want(IF("192.0.2.50/32"), net.dev, ("c1",)),
+                                  Want(IF("2001:db8::50/128"), net.dev, ("c2",))])
+        try:
+            addrs = net.addresses()
+            for vip in ("192.0.2.50", "2001:db8::50"):
+                info = addrs[vip]
+                assert info.get("deprecated") and info.get("dynamic"), info
+                assert info["valid_life_time"] <= 30 and info["preferred_life_time"] == 0
+                assert not info.get("tentative")  # IPv6 without DAD
+            assert addrs["2001:db8::50"].get("nodad")
+            arp = [await cap.until(lambda f, op=op: (x := parse_arp(f)) and str(x["sender_ip"])
+                                   == "192.0.2.50" and x["op"] == op and x)
+                   for op in (ARP_REQUEST, ARP_REPLY)]
+            for f in arp:
+                assert f and f["sender_mac"] == net.mac and f["target_ip"] == ipaddress.ip_address(
+                    "192.0.2.50")
+            na = await cap.until(lambda f: (x := parse_na(f)) and str(x["target"]) ==
+                              "2001:db8::50" and x)
+            assert na, "no unsolicited NA captured"
+            assert na["target_mac"] == net.mac and na["eth_src"] == net.mac
+            assert na["override"] and not na["solicited"] and na["hop_limit"] == 255
+            assert str(na["dst"]) == "ff02::1"
+            # more than one announcement over the next seconds
+            await asyncio.sleep(2)
+            await cap.until(lambda f: False, within=0.1)
+            sent = [f for f in map(parse_arp, cap.frames)
+                    if f and str(f["sender_ip"]) == "192.0.2.50"]
+            assert len(sent) >= 4
+        finally:
+            await holder.close()
+
+
+async def test_kernel_mark_and_foreign_address_survives(net: Net) -> None:
+    ip("addr", "add", "192.0.2.60/32", "dev", net.dev, netns=net.node)  # not ours
+    holder = await hold(net, [Want(IF("192.0.2.61/32"), net.dev, ("a",)),
+                              Want(IF("192.0.2.60/32"), net.dev, ("b",)),
+                              Want(IF("192.0.2.10/32"), net.dev, ("c",))])
+    try:
+        with entered(net.node):
+            marks = {str(a.interface.ip): a.proto for a in await holder.netlink.addresses()}
+            assert marks["192.0.2.61"] == PROTO and marks["192.0.2.60"] != PROTO
+            result = await holder.reconcile([Want(IF("192.0.2.60/32"), net.dev, ("b",)),
+                                             Want(IF("192.0.2.10/32"), net.dev, ("c",))])
+            assert "as this node's own address" in result.problems["b"]
+            assert "as this node's own address" in result.problems["c"]
+            await holder.reconcile([])
+        addrs = net.addresses()
+        assert "192.0.2.61" not in addrs  # ours, no longer wanted: removed
+        assert addrs["192.0.2.60"]["valid_life_time"] > 10**9  # theirs: untouched, forever
+        assert addrs["192.0.2.10"]["prefixlen"] == 24
+    finally:
+        await holder.close()
+
+
+async def test_own_address_stays_first_after_link_flap(net: Net) -> None:
+    holder = await hold(net, [Want(IF(f"192.0.2.{i}/32"), net.dev, (str(i),)) for i in (70, 71)])
+    try:
+        for state in ("down", "up"):
+            ip("link", "set", net.dev, state, netns=net.node)
+        with entered(net.node):
+            await holder.reconcile([Want(IF(f"192.0.2.{i}/32"), net.dev, (str(i),))
+                                    for i in (70, 71)])
+        out = ip("-4", "-o", "addr", "show", "dev", net.dev, netns=net.node).stdout.split("\n")
+        assert "192.0.2.10/24" in out[0], out
+        # and the kernel picks the node's own address as source, never a VIP
+        route = ip("route", "get", "192.0.2.20", netns=net.node).stdout
+        assert "src 192.0.2.10" in route, route
+    finally:
+        await holder.close()
+
+
+async def test_unrefreshed_address_expires(net: Net) -> None:
+    holder = await hold(net, [Want(IF("192.0.2.80/32"), net.dev, ("a",))], lifetime=2)
+    await holder.close()  # the "agent" is gone: nobody refreshes
+    assert "192.0.2.80" in net.addresses()
+    for _ in range(50):
+        if "192.0.2.80" not in net.addresses():
+            break
+        await asyncio.sleep(0.1)
+    assert "192.0.2.80" not in net.addresses()
+
+
+async def test_refresh_renews_lifetime(net: Net) -> None:
+    wants = [Want(IF("192.0.2.81/32"), net.dev, ("a",))]
+    holder = await hold(net, wants, lifetime=2)
+    try:
+        for _ in range(6):  # 3 s, longer than the lifetime
+            await asyncio.sleep(0.5)
+            with entered(net.node):
+                await holder.reconcile(wants)
+        assert "192.0.2.81" in net.addresses()
+    finally:
+        await holder.close()
+
+
+async def test_events_report_hand_removal(net: Net) -> None:
+    holder = await hold(net, [Want(IF("192.0.2.90/32"), net.dev, ("a",))])
+    with entered(net.node):
+        events = holder.netlink.events()
+        first = asyncio.ensure_future(anext(events))  # subscribes inside the namespace
+        await asyncio.sleep(0.2)
+    try:
+        ip("addr", "del", "192.0.2.90/32", "dev", net.dev, netns=net.node)
+        ev = await asyncio.wait_for(first, 5)
+        while ev.kind != "addr-removed":
+            ev = await asyncio.wait_for(anext(events), 5)
+        assert ev.address == "192.0.2.90/32" and ev.ours
+    finally:
+        await events.aclose()
+        await holder.close()
+
+
+async def test_nothing_announced_on_lo(net: Net) -> None:
+    holder = await hold(net, [Want(IF("203.0.113.5/32"), "lo", ("a",))])
+    try:
+        assert holder.announcer.pending == 0
+        lo = ip("-j", "addr", "show", "dev", "lo", netns=net.node).stdout
+        assert "203.0.113.5" in lo
+    finally:
+        await holder.close()
