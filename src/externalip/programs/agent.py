@@ -1,0 +1,286 @@
+"""`externalip agent`: the claims-mode node agent (DaemonSet, hostNetwork).
+
+Composition only: an informer on the IpClaims labelled for this node, the
+address holder (netlink + announcements), a Lease heartbeat, the IpNode
+inventory and claim statuses. The decisions live in externalip.agent (pure).
+
+Lifecycle (docs/agent.md has the reasoning):
+- start: adopt. Until the claim list is synced, every address carrying our
+  mark is refreshed and kept as it is: a restarted agent neither drops nor
+  re-adds anything.
+- run: reconcile on claim events, on netlink events (an address removed by
+  hand, a link change) and at least every addr-lifetime/3 (which refreshes
+  the lifetimes).
+- API unreachable: keep holding what the last known claims say (the informer
+  keeps its cache and retries); lifetimes keep being refreshed.
+- SIGTERM: stop refreshing and leave; addresses and Lease stay, so an agent
+  back within the lifetime adopts them without a gap, and a removed agent's
+  addresses expire on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.types import PatchType
+
+from externalip import API_GROUP, API_VERSION, __version__, log
+from externalip.agent.claims import node_status, status_writes, wants_from_claims
+from externalip.agent.plan import Want
+from externalip.kube.client import connect
+from externalip.kube.events import WARNING, EventRecorder, ObjectRef
+from externalip.kube.informer import Informer
+from externalip.net.holder import RECONCILE_ERRORS, AddressHolder, drive, refresh_period
+from externalip.net.netlink import Netlink
+from externalip.observability import serve
+from externalip.resources import (
+    NODE_LABEL,
+    Claim,
+    ClaimStatus,
+    IpClaimResource,
+    IpNodeResource,
+    NodeStatus,
+)
+
+_log = log.get(__name__)
+MESSAGE_MAX = 1024  # the CRD's limit on status.message
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status_patch(status: ClaimStatus) -> dict[str, Any]:
+    # A merge patch: empty fields are sent as null so an old value goes away.
+    return {
+        "status": {
+            "ready": status.ready,
+            "holder": status.holder or None,
+            "since": status.since or None,
+            "message": status.message[:MESSAGE_MAX] or None,
+        }
+    }
+
+
+class Agent:
+    def __init__(self, opts: argparse.Namespace, client: AsyncClient, holder: AddressHolder):
+        self.opts = opts
+        self.node: str = opts.hostname
+        self.client = client
+        self.holder = holder
+        self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: self.node})
+        self.events = EventRecorder(client, "externalip-agent", self.node)
+        self.kick = asyncio.Event()
+        self.claims.add_handler(lambda _type, _obj: self.kick.set())
+        self.reconciled = False
+        self._written: dict[str, tuple[str, ClaimStatus]] = {}
+        self._problems: dict[str, str] = {}
+        self._node_status: NodeStatus | None = None
+        self._lease: Lease | None = None
+
+    # --- reconcile -----------------------------------------------------------
+    async def adopt(self) -> None:
+        """Before the claims are known: keep (refresh) whatever carries our mark."""
+        links = await self.holder.netlink.links()
+        ours = [
+            Want(a.interface, links[a.ifindex].name, ("(adopted)",))
+            for a in await self.holder.netlink.addresses()
+            if a.ours and a.ifindex in links
+        ]
+        await self.holder.reconcile(ours)
+        _log.info("adopted existing addresses", count=len(ours),
+                  addresses=[str(w.interface) for w in ours])
+
+    async def reconcile(self) -> None:
+        if not self.claims.synced:
+            await self.adopt()
+            return
+        claims: list[Claim] = []
+        for obj in list(self.claims.store.values()):
+            try:
+                claims.append(Claim.from_object(obj))
+            except (KeyError, TypeError, ValueError) as exc:
+                _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
+                           error=repr(exc))
+        wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        result = await self.holder.reconcile(wants)
+        problems = {**invalid, **result.problems}
+        await self._report_problems(problems)
+        held = {owner for want in result.held for owner in want.owners}
+        await self._write_statuses(claims, held, problems)
+        await self._write_node_status(result.held)
+        self.reconciled = True
+
+    async def _report_problems(self, problems: dict[str, str]) -> None:
+        for name, why in problems.items():
+            if self._problems.get(name) == why:
+                continue  # already reported; the status carries it meanwhile
+            _log.warning("claim refused", claim=name, reason=why)
+            obj = self.claims.store.get(name, {})
+            ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", "IpClaim", name,
+                            uid=obj.get("metadata", {}).get("uid", ""))
+            await self.events.emit(ref, WARNING, "AddressRefused", why[:MESSAGE_MAX])
+        self._problems = problems
+
+    async def _write_statuses(
+        self, claims: list[Claim], held: set[str], problems: dict[str, str]
+    ) -> None:
+        writes = status_writes(claims, self.node, held=held, problems=problems, now=_now(),
+                               written=self._written)
+        by_name = {c.name: c for c in claims}
+        for name, status in writes.items():
+            try:
+                await self.client.patch(IpClaimResource.Status, name, _status_patch(status),
+                                        patch_type=PatchType.MERGE)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    continue  # deleted meanwhile
+                RECONCILE_ERRORS.labels("status").inc()
+                _log.error("cannot write claim status", claim=name, error=str(exc))
+                continue
+            except OSError as exc:  # connection errors; retried on the next run
+                RECONCILE_ERRORS.labels("status").inc()
+                _log.warning("cannot write claim status", claim=name, error=str(exc))
+                continue
+            self._written[name] = (by_name[name].resource_version, status)
+            _log.info("claim status written", claim=name, ready=status.ready)
+        for name in set(self._written) - set(by_name):
+            del self._written[name]
+
+    async def _write_node_status(self, held: tuple[Want, ...]) -> None:
+        status = node_status(self.opts.iface, held, __version__)
+        if status == self._node_status:
+            return
+        try:
+            await self._ensure_ipnode()
+            await self.client.patch(IpNodeResource.Status, self.node,
+                                    {"status": status.to_dict()}, patch_type=PatchType.MERGE)
+        except (ApiError, OSError) as exc:
+            RECONCILE_ERRORS.labels("ipnode").inc()
+            _log.warning("cannot write IpNode status", node=self.node, error=str(exc))
+            return
+        self._node_status = status
+
+    async def _ensure_ipnode(self) -> None:
+        if self._node_status is not None:
+            return
+        body = IpNodeResource(apiVersion=f"{API_GROUP}/{API_VERSION}", kind="IpNode",
+                              metadata=ObjectMeta(name=self.node), spec={})
+        try:
+            await self.client.create(body)
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+
+    # --- liveness ------------------------------------------------------------
+    async def heartbeat(self) -> None:
+        """Renew the Lease named after the node every --hb, forever."""
+        while True:
+            try:
+                await self._renew()
+            except (ApiError, OSError) as exc:
+                self._lease = None  # re-read on the next try
+                _log.warning("cannot renew lease", node=self.node, error=str(exc))
+            await asyncio.sleep(self.opts.hb)
+
+    async def _renew(self) -> None:
+        now = datetime.now(UTC)
+        duration = max(1, math.ceil(self.opts.lease_duration))
+        if self._lease is None:
+            try:
+                self._lease = await self.client.get(Lease, self.node,
+                                                    namespace=self.opts.namespace)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                self._lease = await self.client.create(Lease(
+                    metadata=ObjectMeta(name=self.node, namespace=self.opts.namespace),
+                    spec=LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=duration,
+                                   acquireTime=now, renewTime=now)))
+                return
+        assert self._lease.spec is not None
+        self._lease.spec.holderIdentity = self.node
+        self._lease.spec.leaseDurationSeconds = duration
+        self._lease.spec.renewTime = now
+        # Update with the resourceVersion we last saw: one request per beat;
+        # a conflict (someone else wrote it) makes the next beat re-read.
+        self._lease = await self.client.replace(self._lease)
+
+    # --- netlink -------------------------------------------------------------
+    async def watch_netlink(self) -> None:
+        while True:
+            try:
+                async for event in self.holder.netlink.events():
+                    if event.kind == "link":
+                        self.holder.netlink.forget_links()
+                        self.kick.set()
+                    elif event.kind == "addr-removed" and event.ours:
+                        self.kick.set()  # removed by hand or expired: put it back
+                    elif event.kind == "addr-added" and not event.ours:
+                        self.kick.set()  # a foreign address may now conflict
+            except OSError as exc:
+                RECONCILE_ERRORS.labels("netlink-events").inc()
+                _log.error("netlink event socket failed", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def repeat_announcements(self) -> None:
+        while True:
+            await asyncio.sleep(self.opts.garp_interval)
+            self.holder.announce_held()
+
+
+async def run(opts: argparse.Namespace) -> int:
+    log.setup(opts.log_format, opts.log_level)
+    _log.info("agent starting", node=opts.hostname, iface=opts.iface, version=__version__,
+              addr_lifetime=opts.addr_lifetime, lease_duration=opts.lease_duration)
+    client = await connect(opts.kubeconfig)
+    holder = AddressHolder(Netlink(), opts.addr_lifetime)
+    agent = Agent(opts, client, holder)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    await agent.adopt()
+    server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
+    period = refresh_period(opts.addr_lifetime, opts.resync)
+    jobs = [agent.claims.run(), agent.heartbeat(), agent.watch_netlink(),
+            drive(agent.reconcile, agent.kick, period)]
+    if opts.garp_interval > 0:
+        jobs.append(agent.repeat_announcements())
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            _log.error("agent task died", error=repr(task.exception()))
+            code = 1
+    # Leave the addresses and the Lease as they are (see the module docstring).
+    _log.info("agent stopping; addresses are left to expire or to be adopted",
+              held=len(holder.held), lifetime=opts.addr_lifetime)
+    for task in [waiter, *tasks]:
+        task.cancel()
+    for task in [waiter, *tasks]:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if server is not None:
+        server.close()
+    await holder.close()
+    await client.close()
+    return code
+
+
+def main(opts: argparse.Namespace) -> int:
+    return asyncio.run(run(opts))

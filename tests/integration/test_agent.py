@@ -1,0 +1,187 @@
+"""The claims-mode agent as a process in a node namespace, against the real API server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lightkube import AsyncClient
+from lightkube.resources.coordination_v1 import Lease
+
+from externalip.controlplane import ControlPlane
+from externalip.lab.netns import Capture, ip
+from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
+from externalip.resources import IpClaimResource, IpNodeResource
+from tests.helpers import eventually
+from tests.integration.agentrig import NAMESPACE, Rig
+
+pytestmark = [pytest.mark.netns, pytest.mark.integration]
+
+
+@pytest.fixture
+async def rig(crds: ControlPlane, kube: AsyncClient, unique: str,
+              tmp_path: Path) -> AsyncIterator[Rig]:
+    r = Rig(crds, kube, unique, tmp_path)
+    try:
+        yield r
+    finally:
+        await r.close()
+        print(r.log()[-6000:])  # shown by pytest only when the test failed
+
+
+async def until_true(check, within: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll an async check until it returns true (then True) or time runs out (False)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def node_addresses(kube: AsyncClient, node: str) -> list[str]:
+    obj = await kube.get(IpNodeResource, node)
+    return list((obj.get("status") or {}).get("addresses") or [])
+
+
+def garp_of(vip: str, op: int):  # type: ignore[no-untyped-def]
+    def match(frame: bytes) -> object:
+        f = parse_arp(frame)
+        return f if f and str(f["sender_ip"]) == vip and f["op"] == op else None
+    return match
+
+
+async def test_claims_follow_assignment(rig: Rig, kube: AsyncClient) -> None:
+    # Long resync and lifetime: a fast re-add below can only come from netlink events.
+    rig.start("--resync=120s", "--addr-lifetime=120s", "--hb=1s")
+    with Capture(rig.client, rig.cdev) as cap:
+        mine = await rig.claim("a", "192.0.2.50/32")
+        other = await rig.claim("b", "192.0.2.51/32", node=f"{rig.prefix}-elsewhere")
+        await eventually(lambda: "192.0.2.50" in rig.addresses(), 30, "claim on the interface")
+        for op in (ARP_REQUEST, ARP_REPLY):
+            f = await cap.until(garp_of("192.0.2.50", op))
+            assert f, f"no gratuitous ARP op {op} captured"
+            assert f["sender_mac"] == rig.mac and str(f["target_ip"]) == "192.0.2.50"
+    info = rig.addresses()["192.0.2.50"]
+    assert info.get("deprecated") and info["preferred_life_time"] == 0
+    assert "192.0.2.51" not in rig.addresses()  # assigned to another node
+
+    async def ready() -> bool:
+        s = await rig.status(mine)
+        return bool(s.get("ready")) and s.get("holder") == rig.node_name and bool(s.get("since"))
+    assert await until_true(ready), await rig.status(mine)
+    assert not (await rig.status(other)).get("ready")
+
+    async def inventory_has_it() -> bool:
+        return await node_addresses(kube, rig.node_name) == ["192.0.2.50"]
+    assert await until_true(inventory_has_it)
+    node = await kube.get(IpNodeResource, rig.node_name)
+    assert node["status"]["link"] == rig.dev and node["status"]["agentVersion"]
+    lease = await kube.get(Lease, rig.node_name, namespace=NAMESPACE)
+    assert lease.spec is not None and lease.spec.holderIdentity == rig.node_name
+    first_renew = lease.spec.renewTime
+    await asyncio.sleep(2.5)
+    lease = await kube.get(Lease, rig.node_name, namespace=NAMESPACE)
+    assert lease.spec is not None and lease.spec.renewTime != first_renew
+
+    # removed by hand: back within seconds (netlink event), far below --resync
+    ip("addr", "del", "192.0.2.50/32", "dev", rig.dev, netns=rig.node)
+    await eventually(lambda: "192.0.2.50" in rig.addresses(), 5, "re-added after hand removal")
+
+    # moved away: removed, and the IpNode inventory follows
+    await rig.move(mine, f"{rig.prefix}-elsewhere")
+    await eventually(lambda: "192.0.2.50" not in rig.addresses(), 10, "removed after move")
+    async def inventory_empty() -> bool:
+        return await node_addresses(kube, rig.node_name) == []
+    assert await until_true(inventory_empty)
+
+    # deleted: removed
+    again = await rig.claim("c", "192.0.2.52/32")
+    await eventually(lambda: "192.0.2.52" in rig.addresses(), 10, "second claim added")
+    await kube.delete(IpClaimResource, again)
+    await eventually(lambda: "192.0.2.52" not in rig.addresses(), 10, "removed after delete")
+    assert rig.proc is not None and rig.proc.poll() is None
+
+
+async def test_restart_adopts_without_removal(rig: Rig) -> None:
+    rig.start()
+    await rig.claim("a", "192.0.2.60/32")
+    await rig.claim("b", "2001:db8::60/128")
+    await eventually(lambda: {"192.0.2.60", "2001:db8::60"} <= set(rig.addresses()), 30,
+                     "claims on the interface")
+    monitor = rig.ns.popen(rig.node, ["ip", "monitor", "address"], stdout=subprocess.PIPE)
+    try:
+        await asyncio.sleep(0.3)
+        assert rig.stop(signal.SIGTERM) == 0
+        assert {"192.0.2.60", "2001:db8::60"} <= set(rig.addresses())  # SIGTERM leaves them
+        rig.start()
+        await eventually(lambda: "adopted existing addresses" in rig.log(), 30, "adoption")
+        await asyncio.sleep(3)  # a few reconciles and refreshes of the new agent
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0].decode()
+    deleted = [line for line in out.splitlines() if line.startswith("Deleted")]
+    assert not deleted, deleted
+    assert {"192.0.2.60", "2001:db8::60"} <= set(rig.addresses())
+    assert "address added" not in rig.log().split("agent starting")[-1]  # adopted, not re-added
+
+
+async def test_foreign_addresses_survive_and_own_address_is_refused(
+        rig: Rig, crds: ControlPlane) -> None:
+    ip("addr", "add", "192.0.2.70/32", "dev", rig.dev, netns=rig.node)
+    before = rig.addresses()
+    rig.start()
+    own = await rig.claim("own", "192.0.2.10/32")  # the node's own address
+    theirs = await rig.claim("theirs", "192.0.2.70/32")
+    ok = await rig.claim("ok", "192.0.2.71/32")
+    await eventually(lambda: "192.0.2.71" in rig.addresses(), 30, "valid claim added")
+    for name in (own, theirs):
+        async def refused(name: str = name) -> bool:
+            return "own address" in (await rig.status(name)).get("message", "")
+        await until_true(refused)
+        status = await rig.status(name)
+        assert not status.get("ready") and "own address" in status["message"], status
+    events = json.loads(crds.kubectl("get", "events", "-n", "default", "-o", "json").stdout)
+    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events["items"]}
+    assert (own, "AddressRefused") in reasons and (theirs, "AddressRefused") in reasons
+    assert "claim refused" in rig.log()
+    # after everything (claims gone, agent killed) the foreign ones are untouched
+    for name in (own, theirs, ok):
+        await rig.kube.delete(IpClaimResource, name)
+    await eventually(lambda: "192.0.2.71" not in rig.addresses(), 10, "ok claim removed")
+    rig.stop(signal.SIGKILL)
+    after = rig.addresses()
+    for vip in ("192.0.2.10", "192.0.2.70"):
+        assert after[vip]["prefixlen"] == before[vip]["prefixlen"]
+        assert after[vip]["valid_life_time"] == before[vip]["valid_life_time"] > 10**9
+
+
+async def test_ipv6_claim_without_dad_and_na_captured(rig: Rig) -> None:
+    rig.start()
+    with Capture(rig.client, rig.cdev) as cap:
+        await rig.claim("v6", "2001:db8::80/128")
+        await eventually(lambda: "2001:db8::80" in rig.addresses(), 30, "IPv6 claim added")
+        info = rig.addresses()["2001:db8::80"]
+        assert not info.get("tentative") and info.get("nodad"), info
+        na = await cap.until(lambda f: (x := parse_na(f)) and str(x["target"]) ==
+                             "2001:db8::80" and x)
+    assert na, "no unsolicited NA captured"
+    assert na["target_mac"] == rig.mac and na["eth_src"] == rig.mac
+    assert na["override"] and na["hop_limit"] == 255 and str(na["dst"]) == "ff02::1"
+
+
+async def test_killed_agent_addresses_expire(rig: Rig) -> None:
+    lifetime = 3
+    rig.start(f"--addr-lifetime={lifetime}s")
+    await rig.claim("a", "192.0.2.90/32")
+    await eventually(lambda: "192.0.2.90" in rig.addresses(), 30, "claim added")
+    await asyncio.sleep(lifetime + 1)  # alive: refreshed, still there after one lifetime
+    assert "192.0.2.90" in rig.addresses()
+    rig.stop(signal.SIGKILL)
+    await eventually(lambda: "192.0.2.90" not in rig.addresses(), lifetime + 2,
+                     "expired after the agent died")
