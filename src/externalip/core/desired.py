@@ -1,0 +1,323 @@
+"""Services + pools + nodes + existing claims -> the claims there should be.
+
+`plan(world)` is the whole scheduler decision as one pure function. It is
+level-based: it looks at everything every time and returns only the
+differences to write, so a restarted scheduler with nothing to change writes
+nothing, and a missed event is healed on the next pass.
+
+Allocation keeps what exists first (every Service's current claims are
+adopted before anything new is handed out, in creation order), so a restart
+never re-allocates, and two Services can never be given one address by this
+function; two racing schedulers are kept apart by the claim name (see
+addresses.claim_name): the second create of the same address fails.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from externalip.core import placement
+from externalip.core.addresses import IPAddress, claim_ip, claim_name, family, parse_ip
+from externalip.core.pools import AddressPool
+from externalip.core.services import ServiceView
+from externalip.resources import Claim, ClaimSpec, LabelSelector
+
+NORMAL, WARNING = "Normal", "Warning"
+
+
+@dataclass(frozen=True)
+class Event:
+    service: str  # namespace/name, or "" for events about claims
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class World:
+    services: Mapping[str, ServiceView]
+    claims: Mapping[str, Claim]
+    pools: Sequence[AddressPool]
+    nodes: Mapping[str, Mapping[str, str]]  # eligible nodes -> their labels
+    endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)  # svc -> nodes
+    mask4: int = 32
+    mask6: int = 128
+    policy: str = placement.FAIR
+
+
+@dataclass
+class Plan:
+    create: list[Claim] = field(default_factory=list)
+    update: list[Claim] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    ingress: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    external_ips: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return (len(self.create) + len(self.update) + len(self.delete) + len(self.ingress)
+                + len(self.external_ips))
+
+
+@dataclass
+class _Want:
+    services: set[str] = field(default_factory=set)
+    pool: str = ""
+    sharing_key: str = ""
+
+
+class _Allocator:
+    """Allocation state of one pass: which address serves which Services."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.want: dict[IPAddress, _Want] = {}
+        self.by_ip: dict[IPAddress, Claim] = {}
+        for claim in world.claims.values():
+            try:
+                self.by_ip[claim_ip(claim.spec.cidr)] = claim
+            except ValueError:
+                continue
+
+    def used(self) -> set[IPAddress]:
+        return set(self.by_ip) | set(self.want)
+
+    def owners(self, ip: IPAddress) -> set[str]:
+        """Services that hold ip in this pass, or held it before and still exist."""
+        owners = set(self.want[ip].services) if ip in self.want else set()
+        claim = self.by_ip.get(ip)
+        if claim is not None:
+            owners |= {s for s in claim.spec.services if s in self.world.services}
+        return owners
+
+    def can_share(self, ip: IPAddress, svc: ServiceView) -> bool:
+        others = self.owners(ip) - {svc.key}
+        if not others:
+            return True
+        if not svc.sharing_key:
+            return False
+        for key in others:
+            other = self.world.services[key]
+            if other.sharing_key != svc.sharing_key or other.ports & svc.ports:
+                return False
+        return True
+
+    def take(self, ip: IPAddress, svc: ServiceView, pool: str = "") -> None:
+        want = self.want.setdefault(ip, _Want())
+        want.services.add(svc.key)
+        want.pool = want.pool or pool
+        want.sharing_key = want.sharing_key or svc.sharing_key
+
+    def pools_for(self, svc: ServiceView, fam: str) -> list[AddressPool]:
+        out = []
+        for pool in self.world.pools:
+            if pool.family != fam:
+                continue
+            if svc.pool:
+                if pool.name == svc.pool:
+                    out.append(pool)
+                continue
+            if not pool.auto_assign:
+                continue
+            spec = pool.pool.spec
+            if spec.namespaces and svc.namespace not in spec.namespaces:
+                continue
+            if spec.service_selector and not spec.service_selector.matches(svc.labels):
+                continue
+            out.append(pool)
+        return out
+
+    def pool_of(self, ip: IPAddress, svc: ServiceView) -> AddressPool | None:
+        return next((p for p in self.pools_for(svc, family(ip)) if p.contains(ip)), None)
+
+
+def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
+    """Addresses a pool gave this Service earlier (its claims name it and a pool)."""
+    return sorted(
+        (ip for ip, c in alloc.by_ip.items() if svc.key in c.spec.services and c.spec.pool),
+        key=lambda ip: (ip.version, int(ip)))
+
+
+def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
+    held = [ip for ip in _held(alloc, svc) if str(ip) not in svc.external_ips]
+    requested: dict[str, IPAddress] = {}
+    for text in svc.requested:
+        try:
+            wanted = parse_ip(text)
+        except ValueError:
+            plan.events.append(Event(svc.key, WARNING, "InvalidRequestedIP",
+                                     f"requested address {text!r} is not an IP address"))
+            return ()
+        requested[family(wanted)] = wanted
+    ingress: list[str] = []
+    for fam in svc.families:
+        ip: IPAddress | None = requested.get(fam)
+        pool: AddressPool | None
+        if ip is not None:
+            pool = alloc.pool_of(ip, svc)
+            if pool is None:
+                plan.events.append(Event(svc.key, WARNING, "RequestedIPUnavailable",
+                                         f"{ip} is not in any pool this Service may use"))
+                continue
+            if not alloc.can_share(ip, svc):
+                others = ", ".join(sorted(alloc.owners(ip) - {svc.key}))
+                plan.events.append(Event(svc.key, WARNING, "SharingConflict",
+                                         f"{ip} is in use by {others} and cannot be shared "
+                                         "(different sharing key or overlapping ports)"))
+                continue
+        else:
+            ip = next((h for h in held if family(h) == fam), None)
+            pool = alloc.pool_of(ip, svc) if ip is not None else None
+            if ip is None:
+                ip, pool = _fresh(alloc, svc, fam, plan)
+                if ip is None:
+                    continue
+        assert ip is not None
+        fresh = svc.key not in alloc.owners(ip)
+        alloc.take(ip, svc, pool.name if pool else "")
+        if fresh:
+            plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
+                                     f"allocated {ip} from pool {pool.name if pool else '?'}"))
+        ingress.append(str(ip))
+    return tuple(ingress)
+
+
+def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
+           plan: Plan) -> tuple[IPAddress | None, AddressPool | None]:
+    pools = alloc.pools_for(svc, fam)
+    if svc.sharing_key:  # join an address already shared under this key
+        for ip, want in sorted(alloc.want.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
+            if want.sharing_key == svc.sharing_key and family(ip) == fam \
+                    and alloc.can_share(ip, svc):
+                return ip, next((p for p in pools if p.contains(ip)), None)
+    if not pools:
+        plan.events.append(Event(svc.key, WARNING, "NoPool",
+                                 f"no {fam} pool can serve this Service"
+                                 + (f" (pool {svc.pool!r} not found or not {fam})"
+                                    if svc.pool else "")))
+        return None, None
+    used = alloc.used()
+    for pool in pools:
+        free = pool.first_free(used)
+        if free is not None:
+            return free, pool
+    plan.events.append(Event(svc.key, WARNING, "PoolExhausted",
+                             f"no free {fam} address in pool(s) "
+                             f"{', '.join(p.name for p in pools)}"))
+    return None, None
+
+
+def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
+    """The seed's external-ip=auto: one pool address appended to spec.externalIPs."""
+    held = _held(alloc, svc)
+    mine = [ip for ip in held if str(ip) in svc.external_ips]
+    if mine:
+        return svc.external_ips
+    ip, pool = _fresh(alloc, svc, svc.families[0] if svc.families else "IPv4", plan)
+    if ip is None or pool is None:
+        return svc.external_ips
+    alloc.take(ip, svc, pool.name)
+    plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
+                             f"allocated {ip} from pool {pool.name} (external-ip=auto)"))
+    return (*svc.external_ips, str(ip))
+
+
+def _released_auto(alloc: _Allocator, svc: ServiceView) -> tuple[str, ...]:
+    """Without the annotation, pool addresses we appended go away again."""
+    ours = {str(ip) for ip in _held(alloc, svc)}
+    return tuple(ip for ip in svc.external_ips if ip not in ours)
+
+
+def plan(world: World) -> Plan:
+    out = Plan()
+    alloc = _Allocator(world)
+    ordered = sorted(world.services.values(), key=lambda s: (s.created, s.key))
+    # Adopt before allocating: every Service's spec.externalIPs and existing
+    # pool addresses are taken first, so new Services only get what is free.
+    for svc in ordered:
+        external = svc.external_ips
+        if not svc.auto and not svc.load_balancer:
+            released = _released_auto(alloc, svc)
+            if released != external:
+                out.external_ips[svc.key] = released
+                external = released
+        for text in external:
+            try:
+                ext_ip = parse_ip(text)
+            except ValueError:
+                continue  # the API server validates spec.externalIPs
+            claim = alloc.by_ip.get(ext_ip)
+            alloc.take(ext_ip, svc, claim.spec.pool
+                       if claim and svc.key in claim.spec.services else "")
+    for svc in ordered:
+        if svc.load_balancer:
+            ingress = _allocate_lb(alloc, svc, out)
+            if ingress != svc.ingress:
+                out.ingress[svc.key] = ingress
+        elif svc.auto:
+            external = _allocate_auto(alloc, svc, out)
+            if external != svc.external_ips:
+                out.external_ips[svc.key] = external
+    _claims(world, alloc, out)
+    return out
+
+
+def _mask(world: World, ip: IPAddress) -> int:
+    return world.mask4 if ip.version == 4 else world.mask6
+
+
+def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
+    desired: dict[str, tuple[IPAddress, _Want]] = {
+        claim_name(ip, _mask(world, ip)): (ip, want) for ip, want in alloc.want.items()}
+    load: dict[str, int] = defaultdict(int)
+    for name, claim in world.claims.items():
+        if name in desired and claim.spec.node_name in world.nodes:
+            load[claim.spec.node_name] += 1
+    for name in sorted(set(world.claims) - set(desired)):
+        out.delete.append(name)
+    for name in sorted(desired):
+        ip, want = desired[name]
+        current = world.claims.get(name)
+        spec = ClaimSpec(
+            cidr=f"{ip}/{_mask(world, ip)}",
+            node_name=current.spec.node_name if current else "",
+            link=current.spec.link if current else "",
+            pool=(current.spec.pool if current and current.spec.pool else want.pool),
+            services=tuple(sorted(want.services)),
+            sharing_key=want.sharing_key,
+        )
+        eligible = _eligible(world, spec)
+        if spec.node_name not in eligible:
+            previous = spec.node_name
+            node = placement.choose(eligible, load, world.policy)
+            if previous and load.get(previous):
+                load[previous] -= 1
+            if node is not None:
+                load[node] += 1
+                note = f" (was {previous})" if previous else ""
+                out.events += [Event(s, NORMAL, "ClaimScheduled",
+                                     f"{ip} placed on node {node}{note}") for s in spec.services]
+            elif current is None or previous:  # say it once, when it becomes unplaceable
+                out.events += [Event(s, WARNING, "NoEligibleNode",
+                                     f"no live eligible node can hold {ip}") for s in spec.services]
+            spec = replace(spec, node_name=node or "")
+        if current is None:
+            out.create.append(Claim(name=name, spec=spec))
+        elif current.spec != spec:
+            out.update.append(replace(current, spec=spec))
+
+
+def _eligible(world: World, spec: ClaimSpec) -> set[str]:
+    nodes = set(world.nodes)
+    pool = next((p for p in world.pools if p.name == spec.pool), None)
+    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
+    if selector is not None:
+        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
+    local = [world.endpoints.get(s, frozenset()) for s in spec.services
+             if s in world.services and world.services[s].local]
+    for with_endpoint in local:  # externalTrafficPolicy: Local
+        nodes &= with_endpoint
+    return nodes
