@@ -159,9 +159,18 @@ class Lab:
     def _spawn_in_node(self, node: str, name: str, argv: list[str]) -> None:
         self._spawn(name, ["ip", "netns", "exec", self.topology.node_ns(node), *argv])
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def spawn_process(self, name: str, argv: list[str],
+                      env: dict[str, str] | None = None) -> None:
+        """Run another program under the lab's care (log, state file, stop()),
+        e.g. MetalLB's speakers for side-by-side benchmarks."""
+        self._spawn(name, argv, env)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        self._terminate(name, sig)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         logfile = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
         popen = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=env)
         self.procs[name] = Proc(name, popen, logfile)

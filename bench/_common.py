@@ -1,0 +1,386 @@
+"""Shared pieces of the benchmarks (imported by the bench scripts; running this
+file does nothing).
+
+- `Api`: plain HTTPS to the kube-apiserver with the admin identity, counting
+  its own requests so they can be subtracted from the server's
+  apiserver_request_total (we want the requests of the program under test);
+- `ServiceWatch`: one watch on Services, recording when each first got an IP;
+- `ClientProbes`: threads living in the client namespace that GET http://IP/
+  until the first 200, so "reachable" is seen from where a user stands;
+- `Probe`: the lab's prober process (externalip.lab.probe) for failover;
+- `summary`: median / p99 / min / max of a list of seconds.
+
+All times are CLOCK_MONOTONIC, one clock for every namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import queue
+import re
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from externalip.controlplane import ControlPlane
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+PROBE_INTERVAL, PROBE_TIMEOUT = 0.01, 0.2  # the same for every figure
+
+
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only it) into a network namespace, for good."""
+    with open(f"/run/netns/{netns}") as f:
+        if _libc.setns(f.fileno(), _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+
+def summary(values: list[float], unit: str = "s") -> str:
+    if not values:
+        return "no data"
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    scale = 1000.0 if unit == "ms" else 1.0
+    return (f"median {statistics.median(ordered) * scale:.3g}{unit} p99 {p99 * scale:.3g}{unit} "
+            f"min {ordered[0] * scale:.3g}{unit} max {ordered[-1] * scale:.3g}{unit} "
+            f"n={len(ordered)}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+# --- the API server ---------------------------------------------------------
+def _split(path: str) -> tuple[str, bool]:
+    """(resource, names one object?) of an API path."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]
+    return rest[0], len(rest) > 1
+
+
+class Api:
+    """Admin HTTPS to the API server; one keep-alive connection per thread."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        assert cp.certs is not None
+        self.port = cp.apiserver_port
+        self.ctx = ssl.create_default_context(cafile=str(cp.certs.ca_cert))
+        self.ctx.load_cert_chain(str(cp.certs.admin_cert), str(cp.certs.admin_key))
+        self.own: Counter[tuple[str, str]] = Counter()  # (verb, resource) we sent
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def _conn(self) -> http.client.HTTPSConnection:
+        conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                               timeout=60)
+            self._local.conn = conn
+        return conn
+
+    def _count(self, method: str, path: str) -> None:
+        resource, named = _split(path)
+        verb = method
+        if method == "GET":
+            verb = "WATCH" if "watch=" in path else ("GET" if named else "LIST")
+        with self._lock:
+            self.own[(verb, resource)] += 1
+
+    def request(self, method: str, path: str, body: Any = None,
+                ok: tuple[int, ...] = (200, 201, 202)) -> Any:
+        self._count(method, path)
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in range(3):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            if resp.status not in ok:
+                raise RuntimeError(f"{method} {path}: {resp.status} {payload[:300]!r}")
+            return json.loads(payload) if payload else None
+        return None
+
+    def create(self, path: str, obj: dict[str, Any]) -> Any:
+        return self.request("POST", path, obj, ok=(200, 201, 202, 409))
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path, ok=(200, 202, 404))
+
+    def metrics(self) -> Counter[tuple[str, str]]:
+        """apiserver_request_total summed by (verb, resource)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        totals: Counter[tuple[str, str]] = Counter()
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += "/" + labels["subresource"]
+            totals[(labels.get("verb", ""), resource)] += int(float(line.rsplit(" ", 1)[1]))
+        return totals
+
+    def others_requests(self, before: Counter[tuple[str, str]],
+                        own_before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+        """Requests the server saw since `before`, minus those this process sent."""
+        after = self.metrics()
+        delta = after - before
+        own = self.own - own_before
+        for (verb, resource), sent in own.items():
+            left = sent
+            for key in list(delta):
+                if key[0] == verb and key[1].split("/")[0] == resource:
+                    take = min(left, delta[key])
+                    delta[key] -= take
+                    left -= take
+        return +delta
+
+
+class ServiceWatch:
+    """Watches Services of one namespace; `got_ip[name] = (t, ip)` at first IP."""
+
+    def __init__(self, api: Api, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self.got_ip: dict[str, tuple[float, str]] = {}
+        self.on_ip: Callable[[str, str, float], None] | None = None
+        self._cond = threading.Condition()
+        self._stop = False
+        listing = api.request("GET", f"/api/v1/namespaces/{namespace}/services")
+        self._rv = listing["metadata"]["resourceVersion"]
+        for svc in listing["items"]:
+            self._see(svc)
+        self._conn: http.client.HTTPSConnection | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _see(self, svc: dict[str, Any]) -> None:
+        ingress = (svc.get("status", {}).get("loadBalancer", {}) or {}).get("ingress") or []
+        name = svc["metadata"]["name"]
+        if not ingress or name in self.got_ip:
+            return
+        t, address = time.monotonic(), ingress[0].get("ip", "")
+        with self._cond:
+            self.got_ip[name] = (t, address)
+            self._cond.notify_all()
+        if self.on_ip is not None:
+            self.on_ip(name, address, t)
+
+    def forget(self, name: str) -> None:
+        with self._cond:
+            self.got_ip.pop(name, None)
+
+    def _run(self) -> None:
+        while not self._stop:
+            path = (f"/api/v1/namespaces/{self.namespace}/services?watch=1"
+                    f"&resourceVersion={self._rv}&timeoutSeconds=3600")
+            self.api._count("GET", path)
+            conn = http.client.HTTPSConnection("127.0.0.1", self.api.port,
+                                               context=self.api.ctx, timeout=None)
+            self._conn = conn
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                for line in resp:
+                    event = json.loads(line)
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        break
+                    self._rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] == "DELETED":
+                        self.forget(obj["metadata"]["name"])
+                    else:
+                        self._see(obj)
+            except (OSError, ValueError, http.client.HTTPException):
+                if self._stop:
+                    return
+                time.sleep(0.2)
+            finally:
+                conn.close()
+
+    def wait(self, names: list[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(n in self.got_ip for n in names):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 1.0))
+        return True
+
+    def close(self) -> None:
+        self._stop = True
+        if self._conn is not None and self._conn.sock is not None:
+            with contextlib.suppress(OSError):
+                self._conn.sock.shutdown(2)
+
+
+# --- the client's view ---------------------------------------------------------
+def http_get(address: str, timeout: float) -> str | None:
+    conn = http.client.HTTPConnection(address, 80, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.read().decode().strip() if resp.status == 200 else None
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class ClientProbes:
+    """Worker threads inside the client namespace; `reach(ip, deadline, done)`
+    polls http://ip/ and calls done(t, node) at the first 200 (or (nan, None))."""
+
+    def __init__(self, netns: str, workers: int) -> None:
+        self._q: queue.Queue[tuple[str, float, Callable[[float, str | None], None]] | None]
+        self._q = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, args=(netns,), daemon=True)
+                         for _ in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self, netns: str) -> None:
+        enter_netns(netns)
+        while (job := self._q.get()) is not None:
+            address, deadline, done = job
+            while time.monotonic() < deadline:
+                node = http_get(address, PROBE_TIMEOUT)
+                if node is not None:
+                    done(time.monotonic(), node)
+                    break
+                time.sleep(PROBE_INTERVAL)
+            else:
+                done(float("nan"), None)
+
+    def reach(self, address: str, deadline: float,
+              done: Callable[[float, str | None], None]) -> None:
+        self._q.put((address, deadline, done))
+
+    def start(self, address: str, timeout: float) -> Pending:
+        """Start polling now; Pending.wait() gives (t of first 200, node) or None."""
+        pending = Pending()
+        self.reach(address, time.monotonic() + timeout, pending.set)
+        return pending
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._q.put(None)
+
+
+class Pending:
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.result: tuple[float, str] | None = None
+
+    def set(self, t: float, node: str | None) -> None:
+        if node is not None:
+            self.result = (t, node)
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> tuple[float, str] | None:
+        self._done.wait(timeout)
+        return self.result
+
+
+class Probe:
+    """externalip.lab.probe in the client namespace; events = [(t, node or None)]."""
+
+    def __init__(self, netns: str, address: str) -> None:
+        self.events: list[tuple[float, str | None]] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "externalip.lab.probe",
+             address, str(PROBE_INTERVAL), str(PROBE_TIMEOUT)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            event = json.loads(line)
+            with self._cond:
+                self.events.append((event["t"], event["node"]))
+                self._cond.notify_all()
+
+    def first(self, pred: Callable[[str | None], bool], after: float,
+              timeout: float) -> tuple[float, str | None] | None:
+        """The first change at or after `after` to a node satisfying pred; None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for t, node in self.events:
+                    if t >= after and pred(node):
+                        return t, node
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.5))
+
+    def current(self) -> str | None:
+        with self._cond:
+            return self.events[-1][1] if self.events else None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)  # our own child, by PID
+        self.proc.wait()
+
+
+def rss_cpu(pid: int) -> tuple[float, float]:
+    """(RSS in MiB, user+system CPU seconds) of a process and its children."""
+    rss_kb, ticks = 0, 0
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss_kb += int(line.split()[1])
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return rss_kb / 1024, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+                for k in kids:
+                    found += [int(k), *_children(int(k))]
+    return found

@@ -1,0 +1,120 @@
+"""The physical limit: no controller at all. A VIP is added by hand with
+`ip addr add` on a lab node plus one gratuitous ARP (request + reply, the
+frames our announcer sends), and the client in its own namespace, already
+polling http://VIP/ every 10 ms (200 ms timeout), gets its first 200.
+
+  reach:    t0 = just before `ip addr add` on node1; until the client's first 200.
+  failover: the VIP served by node1; t0 = just before node1's link goes down;
+            then `ip addr add` on node2 + one GARP; until the client's first
+            200 from node2.
+
+No control plane runs; only namespaces, veths, a bridge and the stand-in
+backends. Everything carries a unique prefix and is removed on exit.
+
+    .venv/bin/python bench/physical_limit.py [runs]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from _common import ClientProbes, Probe, enter_netns, summary
+
+from externalip.lab.topology import Topology, ip
+from externalip.net.announce import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, arp_frame
+
+
+def packet_socket(netns: str) -> tuple[socket.socket, bytes]:
+    """An AF_PACKET socket on eth0 of a namespace (created by a thread that
+    entered it; the socket stays there), and eth0's MAC."""
+    out: list[tuple[socket.socket, bytes]] = []
+
+    def create() -> None:
+        enter_netns(netns)
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        s.bind(("eth0", 0))
+        out.append((s, s.getsockname()[4]))
+
+    t = threading.Thread(target=create)
+    t.start()
+    t.join()
+    return out[0]
+
+
+def garp(sock: tuple[socket.socket, bytes], address: str) -> None:
+    s, mac = sock
+    vip = ipaddress.IPv4Address(address)
+    s.send(arp_frame(mac, vip, ARP_REQUEST))
+    s.send(arp_frame(mac, vip, ARP_REPLY))
+
+
+def main(runs: int) -> None:
+    topo = Topology("eipb" + secrets.token_hex(2), 2)
+    backends: list[subprocess.Popen[bytes]] = []
+    probes: ClientProbes | None = None
+    try:
+        topo.create()
+        for node in topo.node_names():
+            backends.append(subprocess.Popen(
+                ["ip", "netns", "exec", topo.node_ns(node), sys.executable, "-m",
+                 "externalip.lab.backend", node]))
+        socks = {n: packet_socket(topo.node_ns(n)) for n in topo.node_names()}
+        time.sleep(1.0)  # backends listening
+        probes = ClientProbes(topo.client, 1)
+        reach = []
+        for i in range(runs):
+            vip = f"192.0.2.{200 + i % 50}"
+            ip("-n", topo.client, "neigh", "flush", "all")
+            t0 = time.monotonic()
+            pending = probes.start(vip, 10)
+            ip("-n", topo.node_ns("node1"), "addr", "add", f"{vip}/32", "dev", "eth0")
+            garp(socks["node1"], vip)
+            if (got := pending.wait(12)) is not None:
+                reach.append(got[0] - t0)
+            ip("-n", topo.node_ns("node1"), "addr", "del", f"{vip}/32", "dev", "eth0")
+        print(f"physical limit, reach (ip addr add + 1 GARP -> client's first 200): "
+              f"{summary(reach, 'ms')}")
+
+        failover = []
+        vip = "192.0.2.250"
+        probe = Probe(topo.client, vip)
+        try:
+            for _ in range(runs):
+                ip("-n", topo.node_ns("node1"), "addr", "add", f"{vip}/32", "dev", "eth0")
+                garp(socks["node1"], vip)
+                if probe.first(lambda n: n == "node1", 0, 10) is None:
+                    continue
+                time.sleep(0.2)
+                t0 = time.monotonic()
+                topo.link_down("node1")
+                ip("-n", topo.node_ns("node2"), "addr", "add", f"{vip}/32", "dev", "eth0")
+                garp(socks["node2"], vip)
+                hit = probe.first(lambda n: n == "node2", t0, 10)
+                if hit is not None:
+                    failover.append(hit[0] - t0)
+                ip("-n", topo.node_ns("node2"), "addr", "del", f"{vip}/32", "dev", "eth0")
+                ip("-n", topo.node_ns("node1"), "addr", "del", f"{vip}/32", "dev", "eth0")
+                topo.link_up("node1")
+                time.sleep(0.1)
+        finally:
+            probe.close()
+        print(f"physical limit, failover (link down node1 -> ip addr add on node2 + 1 GARP "
+              f"-> client's first 200 from node2): {summary(failover, 'ms')}")
+        print(f"settings: probe every 10 ms, 200 ms timeout, {runs} runs each")
+    finally:
+        if probes is not None:
+            probes.close()
+        for b in backends:
+            b.kill()  # our own children, by PID
+            b.wait()
+        topo.destroy()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
