@@ -77,7 +77,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("addr-lifetime", 30.0,
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
-         (AGENT,), duration),
+         (AGENT, SIMPLE), duration),
     Flag("mask", 32, "prefix length for external IPs (IPv6 uses 128 unless --mask6)",
          (SCHEDULER, SIMPLE), int),
     Flag("mask6", 128, "prefix length for IPv6 external IPs", (SCHEDULER, SIMPLE), int),

@@ -116,6 +116,47 @@ class AddressHolder:
             problems[owner] = reason
         return False
 
+    async def adopt(self) -> int:
+        """Keep (refresh, never re-add) every address carrying our mark, as it is.
+
+        Used until the program knows what it must hold (claims or Services not
+        listed yet): a restarted agent must neither drop nor re-add anything.
+        """
+        links = await self.netlink.links()
+        ours = [
+            Want(a.interface, links[a.ifindex].name, ("(adopted)",))
+            for a in await self.netlink.addresses()
+            if a.ours and a.ifindex in links
+        ]
+        await self.reconcile(ours)
+        if ours:
+            _log.info("adopted existing addresses", count=len(ours),
+                      addresses=[str(w.interface) for w in ours])
+        return len(ours)
+
+    async def watch(self, kick: asyncio.Event) -> None:
+        """Kick a reconcile on netlink changes that may need one, forever."""
+        while True:
+            try:
+                async for event in self.netlink.events():
+                    if event.kind == "link":
+                        self.netlink.forget_links()
+                        kick.set()
+                    elif event.kind == "addr-removed" and event.ours:
+                        kick.set()  # removed by hand or expired: put it back
+                    elif event.kind == "addr-added" and not event.ours:
+                        kick.set()  # a foreign address may now conflict with ours
+            except OSError as exc:
+                RECONCILE_ERRORS.labels("netlink-events").inc()
+                _log.error("netlink event socket failed", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def repeat_announcements(self, interval: float) -> None:
+        """--garp-interval: announce everything held again, forever."""
+        while True:
+            await asyncio.sleep(interval)
+            self.announce_held()
+
     def announce_held(self) -> None:
         """One more announcement of everything held (--garp-interval)."""
         for want in self.held:

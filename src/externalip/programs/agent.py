@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import math
 import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,21 +91,9 @@ class Agent:
         self._lease: Lease | None = None
 
     # --- reconcile -----------------------------------------------------------
-    async def adopt(self) -> None:
-        """Before the claims are known: keep (refresh) whatever carries our mark."""
-        links = await self.holder.netlink.links()
-        ours = [
-            Want(a.interface, links[a.ifindex].name, ("(adopted)",))
-            for a in await self.holder.netlink.addresses()
-            if a.ours and a.ifindex in links
-        ]
-        await self.holder.reconcile(ours)
-        _log.info("adopted existing addresses", count=len(ours),
-                  addresses=[str(w.interface) for w in ours])
-
     async def reconcile(self) -> None:
         if not self.claims.synced:
-            await self.adopt()
+            await self.holder.adopt()
             return
         claims: list[Claim] = []
         for obj in list(self.claims.store.values()):
@@ -217,27 +206,27 @@ class Agent:
         # a conflict (someone else wrote it) makes the next beat re-read.
         self._lease = await self.client.replace(self._lease)
 
-    # --- netlink -------------------------------------------------------------
-    async def watch_netlink(self) -> None:
-        while True:
-            try:
-                async for event in self.holder.netlink.events():
-                    if event.kind == "link":
-                        self.holder.netlink.forget_links()
-                        self.kick.set()
-                    elif event.kind == "addr-removed" and event.ours:
-                        self.kick.set()  # removed by hand or expired: put it back
-                    elif event.kind == "addr-added" and not event.ours:
-                        self.kick.set()  # a foreign address may now conflict
-            except OSError as exc:
-                RECONCILE_ERRORS.labels("netlink-events").inc()
-                _log.error("netlink event socket failed", error=str(exc))
-                await asyncio.sleep(1)
 
-    async def repeat_announcements(self) -> None:
-        while True:
-            await asyncio.sleep(self.opts.garp_interval)
-            self.holder.announce_held()
+async def until_signal(jobs: list[Coroutine[Any, Any, None]]) -> int:
+    """Run the jobs until SIGTERM/SIGINT (0) or until one of them dies (1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            _log.error("task died", error=repr(task.exception()))
+            code = 1
+    for task in [waiter, *tasks]:
+        task.cancel()
+    for task in [waiter, *tasks]:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    return code
 
 
 async def run(opts: argparse.Namespace) -> int:
@@ -247,34 +236,17 @@ async def run(opts: argparse.Namespace) -> int:
     client = await connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
     agent = Agent(opts, client, holder)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    await agent.adopt()
+    await holder.adopt()
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.heartbeat(), agent.watch_netlink(),
+    jobs = [agent.claims.run(), agent.heartbeat(), holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period)]
     if opts.garp_interval > 0:
-        jobs.append(agent.repeat_announcements())
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    waiter = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    for task in done:
-        if task is not waiter and task.exception() is not None:
-            _log.error("agent task died", error=repr(task.exception()))
-            code = 1
+        jobs.append(holder.repeat_announcements(opts.garp_interval))
+    code = await until_signal(jobs)
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
-    for task in [waiter, *tasks]:
-        task.cancel()
-    for task in [waiter, *tasks]:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
     if server is not None:
         server.close()
     await holder.close()
