@@ -78,6 +78,10 @@ FLAGS: tuple[Flag, ...] = (
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
          (AGENT, SIMPLE), duration),
+    Flag("api-loss", "keep",
+         "when the agent cannot renew its Lease for --lease-duration: keep holding its "
+         "addresses (MetalLB-like) or release them (the scheduler may have moved them)",
+         (AGENT,), str, ("keep", "release")),
     Flag("mask", 32, "prefix length for external IPs (IPv6 uses 128 unless --mask6)",
          (SCHEDULER, SIMPLE), int),
     Flag("mask6", 128, "prefix length for IPv6 external IPs", (SCHEDULER, SIMPLE), int),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,8 @@ from lightkube import AsyncClient
 from lightkube.resources.coordination_v1 import Lease
 
 from externalip.controlplane import ControlPlane
-from externalip.lab.netns import Capture, ip
+from externalip.lab.apiproxy import ApiProxy
+from externalip.lab.netns import Capture, entered, ip
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
 from externalip.resources import IpClaimResource, IpNodeResource
 from tests.helpers import eventually
@@ -185,3 +187,61 @@ async def test_killed_agent_addresses_expire(rig: Rig) -> None:
     rig.stop(signal.SIGKILL)
     await eventually(lambda: "192.0.2.90" not in rig.addresses(), lifetime + 2,
                      "expired after the agent died")
+
+
+def reconnect(rig: Rig) -> None:
+    rig.proxy = ApiProxy(rig.node, rig.proxy.target_port, rig.proxy.listen_port).start()
+
+
+async def test_api_loss_keeps_addresses_by_default(rig: Rig) -> None:
+    # Lifetime shorter than the outage: still there means the agent kept refreshing.
+    rig.start("--lease-duration=2s", "--hb=0.5s", "--addr-lifetime=3s")
+    name = await rig.claim("a", "192.0.2.110/32")
+    await eventually(lambda: "192.0.2.110" in rig.addresses(), 30, "claim added")
+    rig.proxy.stop()  # partition: node up, API unreachable
+    await rig.move(name, f"{rig.prefix}-elsewhere")  # the scheduler moves it meanwhile
+    await asyncio.sleep(6)
+    assert "192.0.2.110" in rig.addresses()
+    assert rig.proc is not None and rig.proc.poll() is None  # outage is not a crash
+    reconnect(rig)
+    await eventually(lambda: "192.0.2.110" not in rig.addresses(), 40,
+                     "moved claim removed once the API is back")
+
+
+async def test_api_loss_release_lets_go_after_lease_duration(rig: Rig) -> None:
+    rig.start("--lease-duration=2s", "--hb=0.5s", "--addr-lifetime=30s", "--api-loss=release")
+    await rig.claim("a", "192.0.2.111/32")
+    await eventually(lambda: "192.0.2.111" in rig.addresses(), 30, "claim added")
+    rig.proxy.stop()
+    await eventually(lambda: "192.0.2.111" not in rig.addresses(), 10,
+                     "released after the lease duration")
+    assert "lease expired, releasing addresses" in rig.log()
+    reconnect(rig)
+    await eventually(lambda: "192.0.2.111" in rig.addresses(), 40, "held again once renewed")
+
+
+async def test_metrics_and_health(rig: Rig) -> None:
+    rig.start("--metrics-addr=127.0.0.1:9440", "--garp-interval=0.5s")
+    await rig.claim("a", "192.0.2.120/32")
+    await eventually(lambda: "192.0.2.120" in rig.addresses(), 30, "claim added")
+
+    def get(path: str) -> tuple[int, str]:
+        with entered(rig.node):
+            sock = socket.create_connection(("127.0.0.1", 9440), timeout=5)
+        with sock:
+            sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.decode().partition("\r\n\r\n")
+        return int(head.split()[1]), body
+
+    await eventually(lambda: get("/readyz")[0] == 200, 10, "ready")
+    assert get("/healthz")[0] == 200
+    await asyncio.sleep(1.5)  # periodic announcements (--garp-interval) add up
+    _, text = get("/metrics")
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("externalip_")}
+    assert values["externalip_addresses_held"] == 1
+    assert values['externalip_announcements_total{family="4"}'] >= 6
+    assert "externalip_reconcile_errors_total" in text

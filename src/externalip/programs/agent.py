@@ -25,10 +25,12 @@ import asyncio
 import contextlib
 import math
 import signal
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2 as httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -89,6 +91,10 @@ class Agent:
         self._problems: dict[str, str] = {}
         self._node_status: NodeStatus | None = None
         self._lease: Lease | None = None
+        # Monotonic time of the last successful Lease write; startup counts
+        # as one so a slow first contact does not release anything.
+        self.last_renewed = time.monotonic()
+        self.fenced = False
 
     # --- reconcile -----------------------------------------------------------
     async def reconcile(self) -> None:
@@ -103,6 +109,8 @@ class Agent:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
         wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        if self._must_release():
+            wants = []
         result = await self.holder.reconcile(wants)
         problems = {**invalid, **result.problems}
         await self._report_problems(problems)
@@ -110,6 +118,17 @@ class Agent:
         await self._write_statuses(claims, held, problems)
         await self._write_node_status(result.held)
         self.reconciled = True
+
+    def _must_release(self) -> bool:
+        """--api-loss=release: past the Lease duration without renewal, the
+        scheduler may already have given our IPs to another node; let go."""
+        expired = time.monotonic() - self.last_renewed > self.opts.lease_duration
+        fenced: bool = expired and self.opts.api_loss == "release"
+        if fenced != self.fenced:
+            _log.warning("lease expired, releasing addresses" if fenced else
+                         "lease renewed, holding addresses again", node=self.node)
+            self.fenced = fenced
+        return fenced
 
     async def _report_problems(self, problems: dict[str, str]) -> None:
         for name, why in problems.items():
@@ -138,7 +157,7 @@ class Agent:
                 RECONCILE_ERRORS.labels("status").inc()
                 _log.error("cannot write claim status", claim=name, error=str(exc))
                 continue
-            except OSError as exc:  # connection errors; retried on the next run
+            except (httpx.HTTPError, OSError) as exc:  # unreachable; retried on the next run
                 RECONCILE_ERRORS.labels("status").inc()
                 _log.warning("cannot write claim status", claim=name, error=str(exc))
                 continue
@@ -155,7 +174,7 @@ class Agent:
             await self._ensure_ipnode()
             await self.client.patch(IpNodeResource.Status, self.node,
                                     {"status": status.to_dict()}, patch_type=PatchType.MERGE)
-        except (ApiError, OSError) as exc:
+        except (ApiError, httpx.HTTPError, OSError) as exc:
             RECONCILE_ERRORS.labels("ipnode").inc()
             _log.warning("cannot write IpNode status", node=self.node, error=str(exc))
             return
@@ -178,9 +197,15 @@ class Agent:
         while True:
             try:
                 await self._renew()
-            except (ApiError, OSError) as exc:
+                self.last_renewed = time.monotonic()
+                if self.fenced:
+                    self.kick.set()
+            except (ApiError, httpx.HTTPError, OSError) as exc:
                 self._lease = None  # re-read on the next try
                 _log.warning("cannot renew lease", node=self.node, error=str(exc))
+            if self.opts.api_loss == "release" and not self.fenced and \
+                    time.monotonic() - self.last_renewed > self.opts.lease_duration:
+                self.kick.set()  # release now, not at the next refresh
             await asyncio.sleep(self.opts.hb)
 
     async def _renew(self) -> None:
