@@ -39,4 +39,7 @@ def setup(fmt: str = "json", level: str = "info") -> None:
 
 def get(name: str) -> Any:
     """A bound logger tagged with the module it logs for."""
-    return structlog.get_logger().bind(logger=name)
+    # A lazy proxy: modules take their logger at import time, before setup()
+    # has configured the level and format; the proxy reads the configuration
+    # when it first logs.
+    return structlog.get_logger(module=name)

@@ -25,7 +25,9 @@ from externalip.controlplane import binaries, certs
 
 _log = log.get(__name__)
 
-SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs only; nothing is ever sent to them here
+# ClusterIPs only (nothing is ever sent to them here); dual-stack so that
+# RequireDualStack Services are accepted.
+SERVICE_CIDR = "10.96.0.0/16,fd00:10:96::/112"
 
 
 def free_port() -> int:

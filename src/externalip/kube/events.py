@@ -47,7 +47,7 @@ class ObjectRef:
         )
 
 
-def _now() -> str:
+def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -85,7 +85,7 @@ class EventRecorder:
     async def _create(self, namespace: str, ref: ObjectRef, type_: str, reason: str,
                       message: str) -> str:
         name = f"{ref.name}.{uuid.uuid4().hex[:12]}"
-        now = _now()
+        now = now_rfc3339()
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -111,7 +111,7 @@ class EventRecorder:
     async def _patch(self, namespace: str, name: str, count: int) -> None:
         resp = await self._http.patch(
             f"/api/v1/namespaces/{namespace}/events/{name}",
-            json={"count": count, "lastTimestamp": _now()},
+            json={"count": count, "lastTimestamp": now_rfc3339()},
             headers={"Content-Type": "application/merge-patch+json"},
         )
         resp.raise_for_status()

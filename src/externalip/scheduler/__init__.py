@@ -1,0 +1,1 @@
+"""The scheduler's adapters: API objects in, writes out; decisions live in core."""

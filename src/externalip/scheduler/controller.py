@@ -1,0 +1,230 @@
+"""The scheduler loop: caches -> core.desired.plan -> writes.
+
+One level-based pass over everything after any change (debounced), rather
+than per-object handlers: the decision needs the whole picture (which
+addresses are free, how loaded each node is), the pass is cheap next to the
+API round trips, and a missed or doubled event cannot leave a wrong state
+behind. Nothing is planned before every cache has synced, so a restarted
+scheduler sees every existing claim before it could allocate anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Node, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+
+from externalip import log
+from externalip.core import desired
+from externalip.core.addresses import claim_ip
+from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
+from externalip.kube.client import raw_http
+from externalip.kube.events import WARNING, EventRecorder, ObjectRef, now_rfc3339
+from externalip.kube.informer import DELETED, Informer
+from externalip.resources import Claim, IpClaimPoolResource, IpClaimResource, Pool
+from externalip.scheduler import metrics, views
+from externalip.scheduler.liveness import LeaseTracker
+from externalip.scheduler.writer import Writer
+
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    namespace: str = "externalip"
+    mask4: int = 32
+    mask6: int = 128
+    policy: str = "fair"
+    monitor: float = 4.0
+    lb_class: str = "externalip.io/lb"
+    default_class: bool = True
+
+
+class Scheduler:
+    def __init__(self, client: AsyncClient, opts: Options,
+                 is_leader: Callable[[], bool] = lambda: True) -> None:
+        self.opts = opts
+        self._client = client
+        self._is_leader = is_leader
+        self.services = Informer(client, Service)
+        self.claims = Informer(client, IpClaimResource)
+        self.pools = Informer(client, IpClaimPoolResource)
+        self.nodes = Informer(client, Node, transform=_slim_node)
+        self.leases = Informer(client, Lease, namespace=opts.namespace)
+        self.slices = Informer(client, EndpointSlice)
+        self.informers = [self.services, self.claims, self.pools, self.nodes, self.leases,
+                          self.slices]
+        self.tracker = LeaseTracker()
+        self._wake = asyncio.Event()
+        for inf in self.informers:
+            inf.add_handler(lambda kind, obj: self._wake.set())
+        self.leases.add_handler(self._on_lease)
+        self.recorder = EventRecorder(client, "externalip-scheduler")
+        self.writer = Writer(raw_http(client), self.claims.store, self.services.store,
+                             is_leader)
+        self._last_events: set[desired.Event] = set()
+        self._retry_in = 0.0
+
+    def _on_lease(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == DELETED:
+            self.tracker.forget(obj["metadata"]["name"])
+        else:
+            self.tracker.observe(obj)
+
+    @property
+    def synced(self) -> bool:
+        return all(inf.synced for inf in self.informers)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(inf.run()) for inf in self.informers]
+        try:
+            await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
+            _log.info("caches synced", services=len(self.services.store),
+                      claims=len(self.claims.store), pools=len(self.pools.store))
+            await self._loop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _loop(self) -> None:
+        while True:
+            timeout = self.opts.monitor
+            expiry = self.tracker.next_expiry()
+            if expiry is not None:
+                timeout = min(timeout, expiry + 0.01)
+            if self._retry_in:
+                timeout = min(timeout, self._retry_in)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            if not self._is_leader():
+                continue
+            await asyncio.sleep(0.02)  # let a burst of events land in the caches first
+            self._wake.clear()
+            await self.reconcile()
+
+    async def reconcile(self) -> desired.Plan:
+        metrics.PASSES.inc()
+        pools, broken = self._pools()
+        world = desired.World(
+            services={k: views.service_view(o, self.opts.lb_class, self.opts.default_class)
+                      for k, o in self.services.store.items()},
+            claims={k: Claim.from_object(o) for k, o in self.claims.store.items()},
+            pools=pools,
+            nodes=self._eligible_nodes(),
+            endpoints=views.endpoint_nodes(self.slices.store),
+            mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
+        )
+        plan = desired.plan(world)
+        failed = await self.writer.apply(plan) if plan.writes else 0
+        self._retry_in = 0.0 if not failed else min(30.0, max(0.5, self._retry_in * 2))
+        await self._emit(plan.events)
+        await self._pool_status(pools, broken, world)
+        self._metrics(world)
+        return plan
+
+    def _pools(self) -> tuple[list[AddressPool], dict[str, str]]:
+        good, broken = [], {}
+        for name, obj in sorted(self.pools.store.items()):
+            try:
+                good.append(build(Pool.from_object(obj)))
+            except (PoolError, KeyError) as exc:
+                broken[name] = str(exc)
+        return good, broken
+
+    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+        return {name: dict(obj["metadata"].get("labels") or {})
+                for name, obj in self.nodes.store.items()
+                if views.node_usable(obj) and self.tracker.alive(name)}
+
+    async def _emit(self, events: list[desired.Event]) -> None:
+        current = set(events)
+        for event in events:
+            if event in self._last_events or event.service not in self.services.store:
+                continue
+            if event.type == WARNING:
+                metrics.ALLOCATION_ERRORS.labels(event.reason).inc()
+            obj = self.services.store[event.service]
+            await self.recorder.emit(ObjectRef.of({**obj, "apiVersion": "v1",
+                                                   "kind": "Service"}),
+                                     event.type, event.reason, event.message)
+            _log.info("service event", service=event.service, reason=event.reason,
+                      message=event.message)
+        self._last_events = current
+
+    async def _pool_status(self, pools: list[AddressPool], broken: dict[str, str],
+                           world: desired.World) -> None:
+        addresses = [claim_ip(c.spec.cidr) for c in world.claims.values()]
+        wanted: dict[str, dict[str, Any]] = {}
+        for pool in pools:
+            total = min(pool.size(), MAX_REPORTED)
+            used = sum(1 for ip in addresses if pool.contains(ip))
+            wanted[pool.name] = {"total": total, "used": used, "free": max(0, total - used),
+                                 "conditions": [_condition("Valid", True, "PoolValid",
+                                                           "addresses can be allocated")]}
+            metrics.POOL_SIZE.labels(pool.name).set(total)
+            metrics.POOL_USED.labels(pool.name).set(used)
+        for name, message in broken.items():
+            wanted[name] = {"total": 0, "used": 0, "free": 0,
+                            "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
+        for name, status in wanted.items():
+            obj = self.pools.store.get(name)
+            if obj is None or _same_status(obj.get("status") or {}, status):
+                continue
+            previous = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or ()}
+            for cond in status["conditions"]:
+                old = previous.get(cond["type"])
+                if old and old.get("status") == cond["status"]:
+                    cond["lastTransitionTime"] = old.get("lastTransitionTime")
+            if name in broken:
+                await self.recorder.emit(ObjectRef("ipcontroller.ext/v1", "IpClaimPool", name,
+                                                   uid=obj["metadata"].get("uid", "")),
+                                         WARNING, "InvalidSpec", broken[name])
+                _log.warning("pool unusable", pool=name, error=broken[name])
+            resp = await self.writer.patch_pool_status(name, status)
+            if resp is not None:
+                self.pools.store[name] = resp
+
+    def _metrics(self, world: desired.World) -> None:
+        per_node: dict[str, int] = dict.fromkeys(self.nodes.store, 0)
+        for claim in world.claims.values():
+            if claim.spec.node_name:
+                per_node[claim.spec.node_name] = per_node.get(claim.spec.node_name, 0) + 1
+        for node, count in per_node.items():
+            metrics.CLAIMS_PER_NODE.labels(node).set(count)
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason,
+            "message": message, "lastTransitionTime": now_rfc3339()}
+
+
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def core(s: dict[str, Any]) -> Any:
+        return (s.get("total"), s.get("used"), s.get("free"),
+                [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+                 for c in s.get("conditions") or ()])
+    return bool(core(old) == core(new))
+
+
+def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keep only what placement reads: nodes carry large images and status lists."""
+    status = obj.get("status") or {}
+    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "labels",
+                                                             "resourceVersion", "uid")},
+            "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
+            "status": {"conditions": [c for c in status.get("conditions") or ()
+                                      if c.get("type") == "Ready"]}}

@@ -1,0 +1,16 @@
+"""The scheduler's Prometheus metrics."""
+
+from prometheus_client import Counter, Gauge
+
+POOL_SIZE = Gauge("externalip_pool_addresses", "Usable addresses in a pool", ["pool"])
+POOL_USED = Gauge("externalip_pool_addresses_used", "Addresses of a pool held by claims",
+                  ["pool"])
+CLAIMS_PER_NODE = Gauge("externalip_claims", "Claims assigned to a node", ["node"])
+FAILOVERS = Counter("externalip_failovers_total",
+                    "Claims moved away from a node that stopped being eligible")
+ALLOCATION_ERRORS = Counter("externalip_allocation_errors_total",
+                            "Allocations that failed, by reason", ["reason"])
+WRITES = Counter("externalip_scheduler_writes_total", "Writes to the API server, by kind",
+                 ["kind", "result"])
+LEADER = Gauge("externalip_scheduler_leader", "1 while this replica is the leader")
+PASSES = Counter("externalip_scheduler_passes_total", "Reconcile passes run by the leader")

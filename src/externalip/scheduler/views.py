@@ -1,0 +1,74 @@
+"""API JSON -> the core's views. The only place the scheduler reads raw objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from externalip.core.services import (
+    AUTO_ANNOTATION,
+    IPS_ANNOTATION,
+    POOL_ANNOTATION,
+    SHARING_ANNOTATION,
+    ServiceView,
+)
+
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+
+def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> ServiceView:
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    klass = spec.get("loadBalancerClass")
+    ours = klass == lb_class if klass else default_class
+    families = tuple(spec.get("ipFamilies") or ("IPv4",))
+    if spec.get("ipFamilyPolicy") in (None, "SingleStack"):
+        families = families[:1]
+    requested = tuple(ip.strip() for ip in (annotations.get(IPS_ANNOTATION) or "").split(",")
+                      if ip.strip())
+    if not requested and spec.get("loadBalancerIP"):
+        requested = (spec["loadBalancerIP"],)
+    ingress = (obj.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    return ServiceView(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        created=meta.get("creationTimestamp", ""),
+        labels=dict(meta.get("labels") or {}),
+        load_balancer=spec.get("type") == "LoadBalancer" and ours,
+        auto=annotations.get(AUTO_ANNOTATION) == "auto",
+        external_ips=tuple(spec.get("externalIPs") or ()),
+        families=families,
+        requested=requested,
+        pool=annotations.get(POOL_ANNOTATION, ""),
+        sharing_key=annotations.get(SHARING_ANNOTATION, ""),
+        ports=frozenset((p.get("protocol", "TCP"), int(p["port"]))
+                        for p in spec.get("ports") or ()),
+        ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
+        local=spec.get("externalTrafficPolicy") == "Local",
+    )
+
+
+def node_usable(obj: Mapping[str, Any]) -> bool:
+    """Ready, schedulable and not excluded from external load balancers."""
+    if EXCLUDE_LABEL in (obj["metadata"].get("labels") or {}):
+        return False
+    if (obj.get("spec") or {}).get("unschedulable"):
+        return False
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def endpoint_nodes(slices: Mapping[str, Mapping[str, Any]]) -> dict[str, frozenset[str]]:
+    """namespace/service -> nodes with a ready endpoint (externalTrafficPolicy: Local)."""
+    out: dict[str, set[str]] = {}
+    for obj in slices.values():
+        meta = obj["metadata"]
+        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if not service:
+            continue
+        nodes = out.setdefault(f"{meta['namespace']}/{service}", set())
+        for ep in obj.get("endpoints") or ():
+            if (ep.get("conditions") or {}).get("ready", True) is not False and ep.get("nodeName"):
+                nodes.add(ep["nodeName"])
+    return {k: frozenset(v) for k, v in out.items()}
