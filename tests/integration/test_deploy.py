@@ -20,8 +20,8 @@ from externalip.controlplane import ControlPlane
 pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-# simple mode's RBAC (interim file until deploy/rbac/simple.yaml exists)
-SIMPLE_RBAC = DEPLOY / "rbac-interim" / "simple.yaml"
+# simple mode's RBAC, applied on its own (not in the default kustomization)
+SIMPLE_RBAC = DEPLOY / "rbac" / "simple.yaml"
 NS = "externalip"
 
 

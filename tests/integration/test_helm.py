@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "externalip"
 DEPLOY = REPO / "deploy"
-# simple mode's RBAC (interim file until deploy/rbac/simple.yaml exists)
-SIMPLE_RBAC = DEPLOY / "rbac-interim" / "simple.yaml"
+# simple mode's RBAC, applied on its own (not in the default kustomization)
+SIMPLE_RBAC = DEPLOY / "rbac" / "simple.yaml"
 KUBE_VERSION = "1.37.2"  # helm template has no cluster to ask
 WORKLOADS = {"DaemonSet", "Deployment"}
 

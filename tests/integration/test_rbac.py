@@ -18,8 +18,8 @@ from externalip.controlplane import ControlPlane
 pytestmark = pytest.mark.integration
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-# simple mode's RBAC (interim file until deploy/rbac/simple.yaml exists)
-SIMPLE_RBAC = DEPLOY / "rbac-interim" / "simple.yaml"
+# simple mode's RBAC, applied on its own (not in the default kustomization)
+SIMPLE_RBAC = DEPLOY / "rbac" / "simple.yaml"
 NS = "externalip"
 AGENT, SCHEDULER, SIMPLE = "externalip-agent", "externalip-scheduler", "externalip-simple"
 CLAIMS, POOLS, NODES_CR = ("ipclaims.ipcontroller.ext", "ipclaimpools.ipcontroller.ext",
@@ -60,7 +60,6 @@ NEEDED: list[Check] = [
     (SCHEDULER, "list", POOLS, "", None),
     (SCHEDULER, "watch", POOLS, "", None),
     (SCHEDULER, "patch", POOLS, "status", None),
-    (SCHEDULER, "list", NODES_CR, "", None),
     (SCHEDULER, "create", "events", "", ALL_NS),
     # simple mode: reads Services
     (SIMPLE, "list", "services", "", ALL_NS),
