@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from externalip.programs import status
-from externalip.resources import Claim, Pool, PoolSpec
+from externalip.resources import Claim, Pool
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 SEED_POOL = {"cidr": "192.168.0.248/29",
@@ -44,27 +44,40 @@ def service(ns: str, name: str, type_: str = "ClusterIP", *, external: tuple[str
             "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}}}
 
 
+def sizes(**spec: Any) -> tuple[int, int, int]:
+    (row,) = status.pool_rows([Pool.from_object(pool("p", **spec))], [])
+    return row.total, row.used, row.free
+
+
 def test_pool_sizes_follow_the_seed_rules() -> None:
-    assert status.pool_total(PoolSpec.from_dict(SEED_POOL)) == 4  # .251 excluded
+    assert sizes(**SEED_POOL)[0] == 4  # .251 excluded
     # without ranges: the whole network minus its network address
-    assert status.pool_total(PoolSpec.from_dict({"cidr": "192.0.2.0/29"})) == 7
-    assert status.pool_total(PoolSpec.from_dict({"cidr": "192.0.2.7/32"})) == 1
-    assert status.pool_total(PoolSpec.from_dict({"cidr": "2001:db8::/120"})) == 255
+    assert sizes(cidr="192.0.2.0/29")[0] == 7
+    assert sizes(cidr="192.0.2.7/32")[0] == 1
+    assert sizes(cidr="2001:db8::/120")[0] == 255
     # avoidBuggyIPs drops every .0 and .255 in the ranges
-    spec = PoolSpec.from_dict({"cidr": "198.51.100.0/23", "avoidBuggyIPs": True})
-    assert status.pool_total(spec) == 511 - 3  # .100.255, .101.0, .101.255
+    assert sizes(cidr="198.51.100.0/23", avoidBuggyIPs=True)[0] == 511 - 3
 
 
-def test_used_counts_claims_from_the_pool_requested_ips_inside_it_and_seed_allocations() -> None:
-    pools = [Pool.from_object(pool("seed", **SEED_POOL, allocated={
-        "192.168.0.253": "old-claim"}))]
+def test_used_counts_every_claim_inside_the_pool() -> None:
+    pools = [Pool.from_object(pool("seed", **SEED_POOL))]
     claims = [Claim.from_object(c) for c in (
         claim("192.168.0.249", pool_name="seed"),
         claim("192.168.0.250"),  # asked for by hand, inside the pool: not free either
         claim("192.168.0.251"),  # in the cidr but in the excluded gap
         claim("10.0.0.1"))]
     (row,) = status.pool_rows(pools, claims)
-    assert (row.total, row.used, row.free) == (4, 3, 1)
+    assert (row.total, row.used, row.free) == (4, 2, 2)
+
+
+def test_an_unusable_pool_says_why() -> None:
+    # CRD validation cannot order IPv6 ranges; the scheduler refuses them
+    pools = [Pool.from_object(pool("v6", cidr="2001:db8::/120",
+                                   ranges=[["2001:db8::9", "2001:db8::1"]]))]
+    (row,) = status.pool_rows(pools, [])
+    assert row.total == 0 and "reversed" in row.error
+    report = status.Report(pools=[row])
+    assert "pool v6 is unusable: " in status.render_table(report)
 
 
 def test_nodes_show_claims_ready_and_lease_liveness() -> None:
@@ -152,6 +165,6 @@ def test_table_and_json_render_the_same_report() -> None:
     assert "ns/lb" in table and "SCHEDULER LEADER: none" in table
     data = json.loads(status.render_json(report))
     assert data["pools"][0] == {"name": "seed", "cidr": "192.168.0.248/29", "total": 4,
-                                "used": 1, "free": 3, "auto_assign": True}
+                                "used": 1, "free": 3, "auto_assign": True, "error": ""}
     assert data["nodes"][0]["lease_age"] == 2.0
     assert data["waiting"][0]["service"] == "ns/lb"

@@ -19,8 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from externalip.core.pools import PoolError
+from externalip.core.pools import build as build_pool
 from externalip.kube.client import connect, raw_http
-from externalip.resources import Claim, IpNode, Pool, PoolSpec
+from externalip.resources import Claim, IpNode, Pool
 
 NAMESPACE = "externalip"
 LEADER_LEASE = "externalip-scheduler"  # --leader-elect-resource-name default
@@ -39,6 +41,7 @@ class PoolRow:
     used: int
     free: int
     auto_assign: bool
+    error: str = ""  # why the scheduler cannot use this pool
 
 
 @dataclass(frozen=True)
@@ -83,68 +86,27 @@ class Report:
 
 
 # --- pools --------------------------------------------------------------------
-def _spans(spec: PoolSpec) -> list[tuple[int, int]]:
-    """Inclusive [first, last] integer spans of the pool's usable addresses."""
-    net = ipaddress.ip_network(spec.cidr, strict=False)
-    if spec.ranges:
-        return [(int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)))
-                for a, b in spec.ranges]
-    first = int(net.network_address)
-    last = int(net.broadcast_address)
-    # the whole network but its network address (the seed's rule); a /32 or
-    # /128 is the one address it names
-    return [(first + 1, last)] if last > first else [(first, last)]
-
-
-def _count_ending(first: int, last: int, octet: int) -> int:
-    """How many IPv4 addresses in [first, last] end in `octet`."""
-    return (last - octet) // 256 - (first - 1 - octet) // 256
-
-
-def pool_total(spec: PoolSpec) -> int:
-    ipv4 = ipaddress.ip_network(spec.cidr, strict=False).version == 4
-    total = 0
-    for first, last in _spans(spec):
-        if last < first:
-            continue
-        total += last - first + 1
-        if spec.avoid_buggy_ips and ipv4:
-            total -= _count_ending(first, last, 0) + _count_ending(first, last, 255)
-    return total
-
-
-def pool_contains(spec: PoolSpec, ip: Address) -> bool:
-    net = ipaddress.ip_network(spec.cidr, strict=False)
-    if ip.version != net.version:
-        return False
-    n = int(ip)
-    if spec.avoid_buggy_ips and ip.version == 4 and n % 256 in (0, 255):
-        return False
-    return any(first <= n <= last for first, last in _spans(spec))
-
-
 def claim_ip(claim: Claim) -> Address:
     return ipaddress.ip_interface(claim.spec.cidr).ip
 
 
 def pool_rows(pools: Iterable[Pool], claims: Iterable[Claim]) -> list[PoolRow]:
-    claims = list(claims)
+    """Sizes and use by the scheduler's own rules (externalip.core.pools), so
+    these numbers are the ones it allocates by: an address is used when a
+    claim holds it, whether it was allocated from the pool or requested."""
+    held = [claim_ip(c) for c in claims]
     rows = []
     for pool in sorted(pools, key=lambda p: p.name):
-        # an address is used if a claim holds it (allocated from this pool or
-        # requested by hand inside it) or the seed's spec.allocated records it
-        used: set[Address] = set()
-        for claim in claims:
-            ip = claim_ip(claim)
-            if claim.spec.pool == pool.name or pool_contains(pool.spec, ip):
-                used.add(ip)
-        for text in pool.spec.allocated:
-            ip = ipaddress.ip_address(text)
-            if pool_contains(pool.spec, ip):
-                used.add(ip)
-        total = pool_total(pool.spec)
-        rows.append(PoolRow(pool.name, pool.spec.cidr, total, len(used),
-                            max(total - len(used), 0), pool.spec.auto_assign))
+        try:
+            usable = build_pool(pool)
+        except PoolError as exc:
+            rows.append(PoolRow(pool.name, pool.spec.cidr, 0, 0, 0, pool.spec.auto_assign,
+                                str(exc)))
+            continue
+        total = usable.size()
+        used = len({ip for ip in held if usable.contains(ip)})
+        rows.append(PoolRow(pool.name, pool.spec.cidr, total, used, max(total - used, 0),
+                            pool.spec.auto_assign))
     return rows
 
 
@@ -253,7 +215,7 @@ def _allocation_reason(key: str, pools: list[PoolRow], scheduler_down: bool,
         return "no IpClaimPool exists"
     if not any(p.auto_assign for p in pools):
         return "no pool has autoAssign: name a pool or request an address"
-    if all(p.free == 0 for p in pools if p.auto_assign):
+    if all(p.free == 0 for p in pools if p.auto_assign and not p.error):
         return "every auto-assign pool is full"
     if scheduler_down:
         return "no scheduler holds the leader Lease: is the scheduler running?"
@@ -324,6 +286,7 @@ def render_table(report: Report) -> str:
         lines += _table(["NAME", "CIDR", "TOTAL", "USED", "FREE", "AUTO"],
                         [[p.name, p.cidr, str(p.total), str(p.used), str(p.free),
                           str(p.auto_assign).lower()] for p in report.pools])
+        lines += [f"pool {p.name} is unusable: {p.error}" for p in report.pools if p.error]
     else:
         lines.append("(none: LoadBalancer Services cannot get an address)")
     lines += ["", "NODES"]
