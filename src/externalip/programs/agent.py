@@ -85,6 +85,8 @@ class Agent:
         self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: self.node})
         self.events = EventRecorder(client, "externalip-agent", self.node)
         self.kick = asyncio.Event()
+        self.report_kick = asyncio.Event()
+        self._report: tuple[list[Claim], tuple[Want, ...], dict[str, str]] | None = None
         self.claims.add_handler(lambda _type, _obj: self.kick.set())
         self.reconciled = False
         self._written: dict[str, tuple[str, ClaimStatus]] = {}
@@ -112,12 +114,21 @@ class Agent:
         if self._must_release():
             wants = []
         result = await self.holder.reconcile(wants)
-        problems = {**invalid, **result.problems}
-        await self._report_problems(problems)
-        held = {owner for want in result.held for owner in want.owners}
-        await self._write_statuses(claims, held, problems)
-        await self._write_node_status(result.held)
+        # The API writes run in their own loop: the next address change must
+        # not wait behind status writes of the previous one.
+        self._report = (claims, result.held, {**invalid, **result.problems})
+        self.report_kick.set()
         self.reconciled = True
+
+    async def report(self) -> None:
+        """Write what the last reconcile found: Events, claim statuses, IpNode."""
+        if self._report is None:
+            return
+        claims, held_wants, problems = self._report
+        await self._report_problems(problems)
+        held = {owner for want in held_wants for owner in want.owners}
+        await self._write_statuses(claims, held, problems)
+        await self._write_node_status(held_wants)
 
     def _must_release(self) -> bool:
         """--api-loss=release: past the Lease duration without renewal, the
@@ -265,7 +276,8 @@ async def run(opts: argparse.Namespace) -> int:
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
     jobs = [agent.claims.run(), agent.heartbeat(), holder.watch(agent.kick),
-            drive(agent.reconcile, agent.kick, period)]
+            drive(agent.reconcile, agent.kick, period),
+            drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
         jobs.append(holder.repeat_announcements(opts.garp_interval))
     code = await until_signal(jobs)
