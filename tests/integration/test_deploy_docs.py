@@ -123,6 +123,26 @@ def test_every_env_var_the_manifests_set_is_documented() -> None:
     assert not [n for n in sorted(names) if n not in docs]
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_docs_resolve() -> None:
+    broken = []
+    for page in sorted(DOCS.glob("*.md")):
+        for target in re.findall(r"\]\(([a-z0-9_/.-]+\.md)(?:#([a-z0-9_-]+))?\)",
+                                 page.read_text()):
+            path, anchor = target
+            linked = DOCS / path
+            if not linked.exists():
+                broken.append(f"{page.name} -> {path}")
+            elif anchor and anchor not in {_anchor(h) for h in re.findall(
+                    r"^#+ (.*)$", linked.read_text(), flags=re.MULTILINE)}:
+                broken.append(f"{page.name} -> {path}#{anchor}")
+    assert not broken, broken
+
+
 def test_values_schema_is_valid_json() -> None:
     json.loads((REPO / "charts" / "externalip" / "values.schema.json").read_text())
 
