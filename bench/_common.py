@@ -23,8 +23,10 @@ import os
 import queue
 import re
 import signal
+import socket
 import ssl
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -169,7 +171,8 @@ class Api:
                     take = min(left, delta[key])
                     delta[key] -= take
                     left -= take
-        return +delta
+        # The API server's own ClusterIP allocator writes IPAddress objects.
+        return Counter({k: n for k, n in delta.items() if n > 0 and k[1] != "ipaddresses"})
 
 
 class ServiceWatch:
@@ -384,3 +387,56 @@ def _children(pid: int) -> list[int]:
                 for k in kids:
                     found += [int(k), *_children(int(k))]
     return found
+
+
+class ArpWatch:
+    """Asks "who has IP?" from the client every 10 ms and records every reply
+    as (t, MAC): two MACs answering in overlapping time is a split brain."""
+
+    def __init__(self, netns: str, address: str, sender: str = "192.0.2.100") -> None:
+        self.replies: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._args = (netns, address, sender)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        netns, address, sender = self._args
+        enter_netns(netns)
+        target = socket.inet_aton(address)
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+            s.bind(("eth0", 0))
+            mac: bytes = s.getsockname()[4]
+            s.settimeout(0.002)
+            request = (b"\xff" * 6 + mac + struct.pack("!H", 0x0806)
+                       + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+                       + mac + socket.inet_aton(sender) + b"\0" * 6 + target)
+            next_send = 0.0
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_send:
+                    s.send(request)
+                    next_send = now + 0.01
+                try:
+                    frame = s.recv(128)
+                except OSError:
+                    continue
+                if frame[20:22] == b"\x00\x02" and frame[28:32] == target:
+                    self.replies.append((time.monotonic(), frame[22:28].hex(":")))
+
+    def overlap(self, old: str, after: float) -> float:
+        """Seconds after `after` during which both `old` and another MAC answered:
+        from the new MAC's first reply to the old one's last."""
+        new_first = min((t for t, m in self.replies if t >= after and m != old), default=None)
+        old_last = max((t for t, m in self.replies if t >= after and m == old), default=None)
+        if new_first is None or old_last is None:
+            return 0.0
+        return max(0.0, old_last - new_first)
+
+    def mac_at(self, t0: float) -> str | None:
+        before = [m for t, m in self.replies if t <= t0]
+        return before[-1] if before else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -40,8 +40,9 @@ from externalip.lab.topology import POOL4, ip, node_addresses, sysctl
 NAMESPACE = "metallb-system"
 BUILD_SCRIPT = REPO_ROOT / "tools" / "build-metallb.sh"
 SPEAKER_LABELS = {"app": "metallb", "component": "speaker"}
-# kube-proxy stand-in: the lab pool 192.0.2.200-250 lies in this /26.
-LOCAL_RANGE = "192.0.2.192/26"
+# kube-proxy stand-in: the addresses the node accepts as its own (the lab
+# pool 192.0.2.200-250 and the benchmarks' 192.0.2.128-250 lie in it).
+LOCAL_RANGE = "192.0.2.128/25"
 RBAC_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding",
               "ClusterRoleBinding"}
 

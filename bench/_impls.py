@@ -1,0 +1,146 @@
+"""The two implementations the side-by-side benchmark drives on one lab, behind
+one small interface (imported by bench scripts; running this file does nothing).
+
+Node death is the same for both: the node's link goes down, its program
+(our agent, MetalLB's speaker) is SIGKILLed and its API proxy stops.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from externalip.lab.lab import POOL_NAME, Lab
+from externalip.lab.metallb import MetalLB, endpoint_slice, load_balancer
+
+# Both allocate from the same ranges. REACH covers 100 Services at once on the
+# lab's L2 segment; SCALE (RFC 2544's benchmarking range, never routed) holds
+# 10,000 addresses, used only by Services without endpoints.
+REACH_RANGE = ("192.0.2.128", "192.0.2.250")
+SCALE_CIDR, SCALE_RANGE = "198.18.0.0/15", ("198.18.0.1", "198.19.255.254")
+SCALE_POOL = "scale"
+
+
+class Impl:
+    name = ""
+    program = ""  # the per-node program's process-name prefix in lab.procs
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
+        return load_balancer(name, namespace)
+
+    def endpoints(self, name: str, namespace: str) -> dict[str, Any]:
+        # Both get the same EndpointSlice: MetalLB needs it to announce, and a
+        # real cluster has one anyway.
+        return endpoint_slice(name, namespace, self.lab.node_names)
+
+    def kill_program(self, node: str, sig: int = signal.SIGKILL) -> None:
+        self.lab.stop_process(f"{self.program}-{node}", sig)
+
+    def start_program(self, node: str) -> None: ...
+
+    def kill_node(self, node: str) -> None:
+        self.lab.topology.link_down(node)
+        self.kill_program(node)
+        self.lab.partition(node)
+
+    def restore_node(self, node: str) -> None:
+        self.lab.topology.link_up(node)
+        self.lab.heal(node)
+        if f"{self.program}-{node}" not in self.lab.procs:
+            self.start_program(node)
+
+    def allocator_pids(self) -> list[int]:
+        return []
+
+
+class MetalLBImpl(Impl):
+    name = "MetalLB v0.15.2"
+    program = "metallb-speaker"
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.m = MetalLB(lab, [f"{REACH_RANGE[0]}-{REACH_RANGE[1]}"])
+
+    def start(self) -> None:
+        self.m.start()
+        assert self.lab.cp is not None
+        self.lab.cp.apply(yaml.safe_dump({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": SCALE_POOL, "namespace": "metallb-system"},
+            "spec": {"addresses": [SCALE_CIDR], "autoAssign": False}}))
+
+    def stop(self) -> None:
+        self.m.stop()
+
+    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
+        svc = load_balancer(name, namespace)
+        if pool:
+            svc["metadata"]["annotations"] = {"metallb.io/address-pool": pool}
+        return svc
+
+    def start_program(self, node: str) -> None:
+        self.m.start_speaker(node)
+
+    def allocator_pids(self) -> list[int]:
+        return [self.m.controller_pid()]
+
+
+class OursImpl(Impl):
+    name = "externalip"
+    program = "agent"
+
+    def start(self) -> None:
+        assert self.lab.cp is not None
+        self.lab.mode = "claims"
+        self.lab.cp.apply(yaml.safe_dump_all([
+            {"apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool",
+             "metadata": {"name": POOL_NAME},
+             "spec": {"cidr": "192.0.2.0/24", "ranges": [list(REACH_RANGE)]}},
+            {"apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool",
+             "metadata": {"name": SCALE_POOL},
+             "spec": {"cidr": SCALE_CIDR, "ranges": [list(SCALE_RANGE)],
+                      "autoAssign": False}},
+        ]))
+        for node in self.lab.node_names:
+            self.lab.start_agent(node)
+        for i in range(1, self.lab.schedulers + 1):
+            self.lab.start_scheduler(i)
+        time.sleep(3)  # leader elected, agents' Leases written
+
+    def stop(self) -> None:
+        for name in [n for n in self.lab.procs if n.startswith(("agent-", "scheduler-"))]:
+            self.lab.stop_process(name)
+        self.lab.mode = "none"
+
+    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
+        svc = load_balancer(name, namespace)
+        if pool:
+            svc["metadata"]["annotations"] = {"externalip.io/pool": pool}
+        return svc
+
+    def start_program(self, node: str) -> None:
+        self.lab.start_agent(node)
+
+    def allocator_pids(self) -> list[int]:
+        return [p.popen.pid for n, p in self.lab.procs.items() if n.startswith("scheduler-")]
+
+
+def ours_available() -> bool:
+    """Both our programs exist in this checkout (they landed late on day one)."""
+    for program in ("agent", "scheduler"):
+        result = subprocess.run([sys.executable, "-m", "externalip", program, "--help"],
+                                capture_output=True, check=False)
+        if result.returncode != 0:
+            return False
+    return True

@@ -1,0 +1,386 @@
+"""externalip and MetalLB (L2) side by side, in one run, on one lab (3 node
+namespaces, a client, one kube-apiserver): MetalLB first, then it is stopped
+and our agent + scheduler run on the same namespaces and API server.
+
+Figures, for each implementation:
+- reach 1:    a LoadBalancer Service created (its EndpointSlice already there)
+              until the client's first HTTP 200 on its IP (the client starts
+              polling when the IP appears in the Service's status); also
+              until the IP appears;
+- reach 100:  100 Services created at once: until all answer, and per Service;
+- failover:   the serving node dies (link down, its agent/speaker SIGKILLed,
+              its API proxy stopped) until the client's first 200 from
+              another node;
+- scale:      N Services (no endpoints) created at once until all have an IP,
+              API requests per Service seen by the API server
+              (apiserver_request_total, minus this script's own), and the
+              allocator's RSS and CPU (MetalLB's controller; our schedulers).
+Ours only: failover on agent SIGKILL and SIGTERM (node up), and the split
+brain window when the serving node is cut from the API (`--api-loss` keep and
+release).
+
+The client polls every 10 ms with a 200 ms timeout. The ratio printed is
+ours / MetalLB (below 1: we are faster). Everything runs under a unique
+prefix and is removed on exit, also on failure.
+
+    .venv/bin/python bench/side_by_side.py [--runs 20] [--scale 1000] [--only metallb|ours]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from _common import (
+    Api,
+    ArpWatch,
+    ClientProbes,
+    Probe,
+    ServiceWatch,
+    median,
+    p99,
+    rss_cpu,
+    summary,
+)
+from _impls import SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
+
+from externalip.lab.lab import Lab, progress
+from externalip.lab.topology import ip
+
+NS = "bench"
+Results = dict[str, dict[str, float]]
+
+
+class Bench:
+    def __init__(self, lab: Lab, impl: Impl, api: Api, results: Results) -> None:
+        self.lab, self.impl, self.api = lab, impl, api
+        self.out = results.setdefault(impl.name, {})
+        self.watch = ServiceWatch(api, NS)
+        self.probes = ClientProbes(lab.topology.client, 100)
+        self.seq = 0
+
+    def record(self, key: str, values: list[float], what: str) -> None:
+        unit = "ms" if key.startswith(("fo", "split")) else "s"
+        print(f"  [{self.impl.name}] {what}: {summary(values, unit)}", flush=True)
+        if values:
+            self.out[key] = median(values)
+            self.out[key + " p99"] = p99(values)
+
+    def _name(self, prefix: str) -> str:
+        self.seq += 1
+        return f"{prefix}-{self.impl.program[:2]}-{self.seq}"
+
+    def _create(self, name: str, pool: str = "", endpoints: bool = True) -> None:
+        if endpoints:
+            self._create_endpoints(name)
+        self._create_service(name, pool)
+
+    def _delete(self, name: str, endpoints: bool = True) -> None:
+        self.api.delete(f"/api/v1/namespaces/{NS}/services/{name}")
+        if endpoints:
+            self.api.delete(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices/"
+                            f"{name}-lab")
+
+    def _released(self, addresses: list[str], timeout: float = 15) -> None:
+        """Wait until no node holds these addresses any more (ours removes them
+        asynchronously); a next Service may get the same IP."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(self.lab.holders(a) for a in addresses):
+            time.sleep(0.1)
+
+    # --- time to reachable ---------------------------------------------------
+    def reach(self, count: int, runs: int) -> None:
+        total, each, to_ip = [], [], []
+        for _ in range(runs):
+            times, ips = self._reach_round(count)
+            ok = [t for t in times if not math.isnan(t)]
+            if len(ok) == count:
+                total.append(max(ok))
+            each += ok
+            to_ip += ips
+        if count == 1:
+            self.record("reach1", each, f"reach, 1 Service ({runs} runs)")
+            self.record("ip1", to_ip, "  of which until the IP is in status")
+        else:
+            self.record(f"reach{count}", total, f"reach, all of {count} Services ({runs} runs)")
+            self.record(f"reach{count} each", each, f"  per Service of the {count}")
+
+    def _reach_round(self, count: int) -> tuple[list[float], list[float]]:
+        """Create `count` Services at once; per Service the seconds until the
+        client's first 200, and until the IP was in status."""
+        names = [self._name(f"r{count}") for _ in range(count)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._create_endpoints, names))
+        ip("-n", self.lab.topology.client, "neigh", "flush", "all")
+        done: dict[str, float] = {}
+        all_done = threading.Event()
+        lock = threading.Lock()
+
+        def reached(name: str, t: float, node: str | None) -> None:
+            with lock:
+                done[name] = t if node is not None else math.nan
+                if len(done) == count:
+                    all_done.set()
+
+        def on_ip(name: str, address: str, t: float) -> None:
+            if name in names:
+                self.probes.reach(address, t + 60, functools.partial(reached, name))
+
+        self.watch.on_ip = on_ip
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._create_service, names))
+        all_done.wait(90)
+        self.watch.on_ip = None
+        times = [done.get(n, math.nan) - t0 for n in names]
+        to_ip = [self.watch.got_ip[n][0] - t0 for n in names if n in self.watch.got_ip]
+        addresses = [self.watch.got_ip[n][1] for n in names if n in self.watch.got_ip]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._delete, names))
+        self._released(addresses)
+        time.sleep(0.5)
+        return times, to_ip
+
+    def _create_endpoints(self, name: str) -> None:
+        self.api.create(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices",
+                        self.impl.endpoints(name, NS))
+
+    def _create_service(self, name: str, pool: str = "") -> None:
+        self.api.create(f"/api/v1/namespaces/{NS}/services", self.impl.service(name, NS, pool))
+
+    def _create_scale_service(self, name: str) -> None:
+        self._create_service(name, SCALE_POOL)
+
+    def _delete_service(self, name: str) -> None:
+        self._delete(name, endpoints=False)
+
+    # --- failover ------------------------------------------------------------------
+    def failover(self, runs: int, fault: str) -> None:
+        name = self._name("fo")
+        self._create(name)
+        if not self.watch.wait([name], 30):
+            print(f"  [{self.impl.name}] failover: no IP", flush=True)
+            return
+        address = self.watch.got_ip[name][1]
+        probe = Probe(self.lab.topology.client, address)
+        times: list[float] = []
+        try:
+            for _ in range(runs):
+                if probe.first(lambda n: n is not None, 0, 30) is None:
+                    break
+                time.sleep(1.0)
+                victim = probe.current()
+                if victim is None:
+                    continue
+                t0 = time.monotonic()
+                if fault == "node":
+                    self.impl.kill_node(victim)
+                else:
+                    self.impl.kill_program(victim, 9 if fault == "sigkill" else 15)
+                hit = probe.first(functools.partial(_elsewhere, victim), t0, 60)
+                if hit is not None:
+                    times.append(hit[0] - t0)
+                self.impl.restore_node(victim)
+                self._settle(probe)
+        finally:
+            probe.close()
+            self._delete(name)
+            self._released([address])
+        label = {"node": "node death (link down + program SIGKILL + API cut)",
+                 "sigkill": "program SIGKILL, node up", "sigterm": "program SIGTERM, node up"}
+        self.record(f"fo-{fault}", times, f"failover, {label[fault]} ({len(times)}/{runs} runs)")
+
+    def _settle(self, probe: Probe) -> None:
+        """Let the restored node rejoin (memberlist / Lease) before the next run."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and probe.current() is None:
+            time.sleep(0.1)
+        time.sleep(4.0)
+
+    # --- split brain (ours) -----------------------------------------------------------
+    def split_brain(self, runs: int, api_loss: str) -> None:
+        self.lab.agent_args = (f"--api-loss={api_loss}",)
+        for node in self.lab.node_names:
+            self.impl.kill_program(node, 15)
+            self.impl.start_program(node)
+        time.sleep(3)
+        name = self._name("sb")
+        self._create(name)
+        windows, moved = [], []
+        if self.watch.wait([name], 30):
+            address = self.watch.got_ip[name][1]
+            probe = Probe(self.lab.topology.client, address)
+            arp = ArpWatch(self.lab.topology.client, address)
+            try:
+                for _ in range(runs):
+                    if probe.first(lambda n: n is not None, 0, 30) is None:
+                        break
+                    time.sleep(1.0)
+                    victim, t0 = probe.current(), time.monotonic()
+                    old_mac = arp.mac_at(t0)
+                    if victim is None or old_mac is None:
+                        continue
+                    self.lab.partition(victim)
+                    hit = probe.first(functools.partial(_elsewhere, victim), t0, 40)
+                    time.sleep(15)  # watch the old holder for a while after the move
+                    if hit is not None:
+                        moved.append(hit[0] - t0)
+                        windows.append(arp.overlap(old_mac, t0))
+                    self.lab.heal(victim)
+                    self._settle(probe)
+            finally:
+                arp.close()
+                probe.close()
+        self._delete(name)
+        self.lab.agent_args = ()
+        self.record(f"fo-partition-{api_loss}", moved,
+                    f"failover, serving node cut from the API (--api-loss={api_loss})")
+        self.record(f"split-{api_loss}", windows,
+                    "  two MACs answering ARP for the IP (window within 15 s after the move)")
+
+    # --- scale ----------------------------------------------------------------------
+    def scale(self, count: int) -> None:
+        names = [self._name(f"s{count}") for _ in range(count)]
+        pids = self.impl.allocator_pids()
+        before_usage = [rss_cpu(p) for p in pids]
+        metrics_before, own_before = self.api.metrics(), Counter(self.api.own)
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._create_scale_service, names))
+        created = time.monotonic() - t0
+        ok = self.watch.wait(names, 900)
+        have = [self.watch.got_ip[n][0] - t0 for n in names if n in self.watch.got_ip]
+        t_all = max(have) if ok and have else math.nan
+        time.sleep(5)  # let trailing status writes land before counting
+        others = self.api.others_requests(metrics_before, own_before)
+        after_usage = [rss_cpu(p) for p in pids]
+        rss = sum(a[0] for a in after_usage)
+        cpu = sum(a[1] - b[1] for a, b in zip(after_usage, before_usage, strict=True))
+        per_service = sum(others.values()) / count
+        print(f"  [{self.impl.name}] scale {count}: created in {created:.1f}s, all have an IP "
+              f"after {t_all:.1f}s ({len(have)}/{count}); API requests by the programs: "
+              f"{sum(others.values())} ({per_service:.2f}/Service); allocator RSS {rss:.0f} MiB, "
+              f"CPU {cpu:.1f}s", flush=True)
+        print("    requests by verb/resource: " + ", ".join(
+            f"{v} {r}: {n}" for (v, r), n in others.most_common(10)), flush=True)
+        self.out[f"scale{count}"] = t_all
+        self.out[f"scale{count} req/svc"] = per_service
+        self.out[f"scale{count} rss MiB"] = rss
+        self.out[f"scale{count} cpu s"] = cpu
+        t1 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._delete_service, names))
+        print(f"    deleted {count} Services in {time.monotonic() - t1:.1f}s", flush=True)
+        time.sleep(5)
+
+    def close(self) -> None:
+        self.watch.close()
+        self.probes.close()
+
+
+def _elsewhere(victim: str, node: str | None) -> bool:
+    return node is not None and node != victim
+
+
+ROWS = [
+    ("reach1", "time to reachable, 1 Service (median)"),
+    ("reach1 p99", "time to reachable, 1 Service (p99)"),
+    ("ip1", "time until the IP is in status, 1 Service (median)"),
+    ("reach100", "time to reachable, 100 Services at once, all (median)"),
+    ("reach100 each", "time to reachable, per Service of 100 (median)"),
+    ("fo-node", "failover, node death (median)"),
+    ("fo-node p99", "failover, node death (p99)"),
+]
+
+
+def print_table(results: Results, scale: int) -> None:
+    rows = [*ROWS, (f"scale{scale}", f"{scale} Services: all have an IP"),
+            (f"scale{scale} req/svc", f"{scale} Services: API requests per Service"),
+            (f"scale{scale} rss MiB", f"{scale} Services: allocator RSS (MiB)"),
+            (f"scale{scale} cpu s", f"{scale} Services: allocator CPU (s)")]
+    ours, theirs = results.get("externalip", {}), results.get("MetalLB v0.15.2", {})
+    print("\n| figure | externalip | MetalLB v0.15.2 | ours / MetalLB |")
+    print("|---|---|---|---|")
+    for key, label in rows:
+        a, b = ours.get(key, math.nan), theirs.get(key, math.nan)
+        ratio = a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+        print(f"| {label} | {_fmt(key, a)} | {_fmt(key, b)} | {ratio:.2f} |")
+    extra = [k for k in ours if k not in dict(rows)]
+    for key in extra:
+        print(f"| {key} (ours only) | {_fmt(key, ours[key])} | | |")
+
+
+def _fmt(key: str, value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if key.startswith(("fo", "split")):
+        return f"{value * 1000:.0f} ms"
+    if "req" in key or "MiB" in key or "cpu" in key:
+        return f"{value:.1f}"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespace) -> None:
+    progress(f"== {impl.name}")
+    impl.start()
+    bench = Bench(lab, impl, api, results)
+    try:
+        time.sleep(3)
+        bench.reach(1, args.runs)
+        bench.reach(100, args.runs100)
+        bench.failover(args.runs, "node")
+        if isinstance(impl, OursImpl):
+            bench.failover(args.runs, "sigkill")
+            bench.failover(args.runs, "sigterm")
+            bench.split_brain(args.split_runs, "keep")
+            bench.split_brain(args.split_runs, "release")
+        bench.scale(args.scale)
+        if args.scale_big and isinstance(impl, OursImpl):
+            bench.scale(args.scale_big)
+    finally:
+        bench.close()
+        impl.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs100", type=int, default=3)
+    parser.add_argument("--split-runs", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=1000)
+    parser.add_argument("--scale-big", type=int, default=0, help="e.g. 10000 (ours only)")
+    parser.add_argument("--only", choices=["metallb", "ours"])
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    results: Results = {}
+    with Lab(nodes=3, mode="none") as lab:
+        assert lab.cp is not None
+        api = Api(lab.cp)
+        api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                          "metadata": {"name": NS}})
+        impls: list[Impl] = []
+        if args.only != "ours":
+            impls.append(MetalLBImpl(lab))
+        if args.only != "metallb":
+            if ours_available():
+                impls.append(OursImpl(lab))
+            else:
+                print("externalip agent/scheduler not in this checkout: ours not measured")
+        for impl in impls:
+            run(impl, lab, api, results, args)
+    print_table(results, args.scale)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
