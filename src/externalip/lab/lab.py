@@ -256,9 +256,11 @@ class Lab:
         host = f"[{ip}]" if ":" in ip else ip
         result = subprocess.run(
             ["ip", "netns", "exec", self.topology.client, "curl", "-s", "-g",
-             f"--max-time={timeout}", f"http://{host}/"],
+             "--max-time", str(timeout), f"http://{host}/"],
             capture_output=True, text=True, check=False)
-        return result.stdout.strip() or None if result.returncode == 0 else None
+        if result.returncode != 0:
+            return None
+        return result.stdout.strip() or None
 
     # --- Kubernetes objects ------------------------------------------------
     def _apply_pools(self) -> None:

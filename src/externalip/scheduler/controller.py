@@ -31,7 +31,7 @@ from externalip.kube.informer import DELETED, Informer
 from externalip.resources import Claim, IpClaimPoolResource, IpClaimResource, Pool
 from externalip.scheduler import metrics, views
 from externalip.scheduler.liveness import LeaseTracker
-from externalip.scheduler.writer import Writer
+from externalip.scheduler.writer import Writer, remember
 
 _log = log.get(__name__)
 
@@ -196,7 +196,7 @@ class Scheduler:
                 _log.warning("pool unusable", pool=name, error=broken[name])
             resp = await self.writer.patch_pool_status(name, status)
             if resp is not None:
-                self.pools.store[name] = resp
+                remember(self.pools.store, name, resp)
 
     def _metrics(self, world: desired.World) -> None:
         per_node: dict[str, int] = dict.fromkeys(self.nodes.store, 0)

@@ -28,6 +28,28 @@ POOLS = collection_path(IpClaimPoolResource)
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
 
+def _version(obj: dict[str, Any] | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion", 0))
+    except ValueError:
+        return 0
+
+
+def remember(store: dict[str, dict[str, Any]], key: str, obj: dict[str, Any]) -> None:
+    """Put a write's response in the cache unless the informer already holds newer.
+
+    The informer may deliver the change (and later ones, such as an agent's
+    status update) before our own response is processed; overwriting would
+    leave a stale resourceVersion that makes every later precondition fail.
+    resourceVersions are opaque in principle; kube-apiserver on etcd issues
+    increasing integers, and anything else simply falls back to overwriting.
+    """
+    current = store.get(key)
+    if current is not None and _version(current) > _version(obj):
+        return
+    store[key] = obj
+
+
 class Writer:
     def __init__(self, http: httpx.AsyncClient, claims: dict[str, dict[str, Any]],
                  services: dict[str, dict[str, Any]], may_write: Callable[[], bool],
@@ -76,7 +98,7 @@ class Writer:
         if resp.status_code == 409:
             _log.info("address reserved by another scheduler", claim=claim.name)
             return True
-        self._claims[claim.name] = resp.json()
+        remember(self._claims, claim.name, resp.json())
         _log.info("claim created", claim=claim.name, node=claim.spec.node_name,
                   services=list(claim.spec.services))
         return True
@@ -85,10 +107,14 @@ class Writer:
         old = self._claims.get(claim.name)
         body = claim.to_object()
         body["metadata"]["resourceVersion"] = claim.resource_version
-        resp = await self._send("claim-update", "PUT", f"{CLAIMS}/{claim.name}", body)
+        resp = await self._send("claim-update", "PUT", f"{CLAIMS}/{claim.name}", body,
+                                accept=(409,))
         if resp is None:
             return False
-        self._claims[claim.name] = resp.json()
+        if resp.status_code == 409:
+            await self._refresh(claim.name)
+            return False
+        remember(self._claims, claim.name, resp.json())
         before = (old or {}).get("spec", {}).get("nodeName", "")
         if before and before != claim.spec.node_name:
             FAILOVERS.inc()
@@ -99,8 +125,11 @@ class Writer:
         version = (self._claims.get(name) or {}).get("metadata", {}).get("resourceVersion")
         body = {"preconditions": {"resourceVersion": version}} if version else None
         resp = await self._send("claim-delete", "DELETE", f"{CLAIMS}/{name}", body,
-                                accept=(404,))
+                                accept=(404, 409))
         if resp is None:
+            return False
+        if resp.status_code == 409:  # changed since we looked: decide again on fresh data
+            await self._refresh(name)
             return False
         self._claims.pop(name, None)
         _log.info("claim deleted", claim=name)
@@ -115,8 +144,18 @@ class Writer:
                                 headers=MERGE)
         if resp is None:
             return False
-        self._services[key] = resp.json()
+        remember(self._services, key, resp.json())
         return True
+
+    async def _refresh(self, name: str) -> None:
+        try:
+            resp = await self._http.get(f"{CLAIMS}/{name}")
+        except (httpx.HTTPError, OSError):
+            return
+        if resp.status_code == 200:
+            remember(self._claims, name, resp.json())
+        elif resp.status_code == 404:
+            self._claims.pop(name, None)
 
     async def patch_pool_status(self, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         resp = await self._send("pool-status", "PATCH",
@@ -131,5 +170,5 @@ class Writer:
                                 f"/api/v1/namespaces/{ns}/services/{name}", body, headers=MERGE)
         if resp is None:
             return False
-        self._services[key] = resp.json()
+        remember(self._services, key, resp.json())
         return True
