@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.coordination_v1 import Lease
 
 from externalip.controlplane import ControlPlane
@@ -47,7 +48,12 @@ async def until_true(check, within: float = 10.0) -> bool:  # type: ignore[no-un
 
 
 async def node_addresses(kube: AsyncClient, node: str) -> list[str]:
-    obj = await kube.get(IpNodeResource, node)
+    try:
+        obj = await kube.get(IpNodeResource, node)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return ["(no IpNode yet)"]
+        raise
     return list((obj.get("status") or {}).get("addresses") or [])
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ from prometheus_client import Counter, Gauge
 from pyroute2.netlink.exceptions import NetlinkError
 
 from externalip import log
-from externalip.agent.plan import Have, Plan, Want, plan
+from externalip.agent.plan import Have, IPInterface, Plan, Want, plan
 from externalip.net.announce import Announcer
 from externalip.net.netlink import AddressExistsError, Link, Netlink
 
@@ -58,6 +60,11 @@ class AddressHolder:
         )
         self.held: tuple[Want, ...] = ()
         self._links: dict[str, Link] = {}
+        # When each held address was last given a fresh lifetime. Reconciles
+        # run on every claim event; renewing 1,000 lifetimes each time would
+        # burn CPU for nothing, so an address is renewed only when due.
+        self._renewed: dict[tuple[str, IPInterface], float] = {}
+        self._renew_after = 0.9 * lifetime / 3 if lifetime > 0 else math.inf
 
     async def reconcile(self, wants: Iterable[Want]) -> Result:
         links = await self.netlink.links()
@@ -84,15 +91,23 @@ class AddressHolder:
                 RECONCILE_ERRORS.labels("remove").inc()
                 _log.error("cannot remove address", address=str(have.interface), error=str(exc))
 
+        now = time.monotonic()
         for want in todo.keep:
-            await self._step(want, problems, "refresh")
+            last = self._renewed.get((want.link, want.interface))
+            if last is not None and now - last < self._renew_after:
+                continue
+            if await self._step(want, problems, "refresh"):
+                self._renewed[(want.link, want.interface)] = now
         for want in todo.add:
             if await self._step(want, problems, "add"):
+                self._renewed[(want.link, want.interface)] = now
                 _log.info("address added", address=str(want.interface), link=want.link,
                           owners=list(want.owners))
                 self.announcer.announce(self._links[want.link], want.interface.ip)
 
         self.held = tuple(w for w in todo.held if not any(o in problems for o in w.owners))
+        kept = {(w.link, w.interface) for w in self.held}
+        self._renewed = {k: v for k, v in self._renewed.items() if k in kept}
         ADDRESSES_HELD.set(len(self.held))
         return Result(todo, self.held, problems)
 

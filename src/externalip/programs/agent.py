@@ -87,16 +87,31 @@ class Agent:
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
         self._report: tuple[list[Claim], tuple[Want, ...], dict[str, str]] | None = None
-        self.claims.add_handler(lambda _type, _obj: self.kick.set())
+        self.claims.add_handler(self._on_claim)
+        self._specs: dict[str, Any] = {}
         self.reconciled = False
         self._written: dict[str, tuple[str, ClaimStatus]] = {}
         self._problems: dict[str, str] = {}
         self._node_status: NodeStatus | None = None
+        self._ipnode_exists = False
         self._lease: Lease | None = None
         # Monotonic time of the last successful Lease write; startup counts
         # as one so a slow first contact does not release anything.
         self.last_renewed = time.monotonic()
         self.fenced = False
+
+    def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
+        """Kick a reconcile, except for status-only changes (our own writes, mostly):
+        with 1,000 claims, each status write would otherwise cost a full pass."""
+        name = obj["metadata"]["name"]
+        spec = obj.get("spec")
+        if event == "DELETED":
+            self._specs.pop(name, None)
+        elif event == "MODIFIED" and self._specs.get(name) == spec:
+            return
+        else:
+            self._specs[name] = spec
+        self.kick.set()
 
     # --- reconcile -----------------------------------------------------------
     async def reconcile(self) -> None:
@@ -186,13 +201,15 @@ class Agent:
             await self.client.patch(IpNodeResource.Status, self.node,
                                     {"status": status.to_dict()}, patch_type=PatchType.MERGE)
         except (ApiError, httpx.HTTPError, OSError) as exc:
+            if isinstance(exc, ApiError) and exc.status.code == 404:
+                self._ipnode_exists = False  # deleted by someone: create it again next time
             RECONCILE_ERRORS.labels("ipnode").inc()
             _log.warning("cannot write IpNode status", node=self.node, error=str(exc))
             return
         self._node_status = status
 
     async def _ensure_ipnode(self) -> None:
-        if self._node_status is not None:
+        if self._ipnode_exists:
             return
         body = IpNodeResource(apiVersion=f"{API_GROUP}/{API_VERSION}", kind="IpNode",
                               metadata=ObjectMeta(name=self.node), spec={})
@@ -201,6 +218,7 @@ class Agent:
         except ApiError as exc:
             if exc.status.code != 409:
                 raise
+        self._ipnode_exists = True
 
     # --- liveness ------------------------------------------------------------
     async def heartbeat(self) -> None:
