@@ -117,17 +117,24 @@ def test_namespace_allows_the_agents_host_network_under_pod_security(
 
 
 def test_examples_apply_unchanged(crds: ControlPlane, unique: str) -> None:
-    crds.apply(DEPLOY / "examples" / "ip-pool.yaml")
-    pool = json.loads(crds.kubectl("get", "ipclaimpool", "test-pool", "-o", "json").stdout)
-    assert pool["spec"]["ranges"] == [["192.168.0.249", "192.168.0.250"],
-                                      ["192.168.0.252", "192.168.0.253"]]
     # the nginx example goes to a namespace of its own so it cannot collide
     crds.ensure_namespace(unique)
-    crds.kubectl("apply", "--server-side", "-n", unique, "-f",
-                 str(DEPLOY / "examples" / "nginx.yaml"))
-    svc = json.loads(crds.kubectl("get", "service", "nginx", "-n", unique, "-o", "json").stdout)
-    assert svc["spec"]["type"] == "LoadBalancer"
-    crds.kubectl("delete", "ipclaimpool", "test-pool")
+    nginx = ["-n", unique, "-f", str(DEPLOY / "examples" / "nginx.yaml")]
+    try:
+        crds.apply(DEPLOY / "examples" / "ip-pool.yaml")
+        pool = json.loads(crds.kubectl("get", "ipclaimpool", "test-pool", "-o",
+                                       "json").stdout)
+        assert pool["spec"]["ranges"] == [["192.168.0.249", "192.168.0.250"],
+                                          ["192.168.0.252", "192.168.0.253"]]
+        crds.kubectl("apply", "--server-side", *nginx)
+        svc = json.loads(crds.kubectl("get", "service", "nginx", "-n", unique, "-o",
+                                      "json").stdout)
+        assert svc["spec"]["type"] == "LoadBalancer"
+    finally:
+        # a LoadBalancer Service left behind would take addresses from other
+        # tests' pools whenever a scheduler runs on this control plane
+        crds.kubectl("delete", "--ignore-not-found", "--wait=false", *nginx)
+        crds.kubectl("delete", "ipclaimpool", "test-pool", "--ignore-not-found")
 
 
 def test_simple_mode_manifest_applies_separately(control_plane: ControlPlane) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from externalip import settings
+from externalip.core import services as core_services
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -141,6 +142,14 @@ def test_links_between_docs_resolve() -> None:
                     r"^#+ (.*)$", linked.read_text(), flags=re.MULTILINE)}:
                 broken.append(f"{page.name} -> {path}#{anchor}")
     assert not broken, broken
+
+
+def test_every_service_annotation_is_documented() -> None:
+    docs = CONFIG_DOC.read_text()
+    names = [value for name, value in vars(core_services).items()
+             if name.endswith("_ANNOTATION") and isinstance(value, str)]
+    assert names
+    assert not [n for n in names if f"`{n}" not in docs]
 
 
 def test_values_schema_is_valid_json() -> None:

@@ -42,10 +42,12 @@ NEEDED: list[Check] = [
     (AGENT, "create", LEASES, "", NS),
     (AGENT, "update", LEASES, "", NS),
     (AGENT, "create", "events", "", ALL_NS),
+    (AGENT, "patch", "events", "", ALL_NS),  # repeats fold into a count
     # scheduler: reads the cluster, writes claims, pool status, Service status, Events
     (SCHEDULER, "list", "services", "", ALL_NS),
     (SCHEDULER, "watch", "services", "", ALL_NS),
     (SCHEDULER, "patch", "services", "status", ALL_NS),
+    (SCHEDULER, "patch", "services", "", ALL_NS),  # spec.externalIPs for external-ip=auto
     (SCHEDULER, "list", "nodes", "", None),
     (SCHEDULER, "watch", "nodes", "", None),
     (SCHEDULER, "list", SLICES, "", ALL_NS),
@@ -55,15 +57,17 @@ NEEDED: list[Check] = [
     (SCHEDULER, "create", LEASES, "", NS),
     (SCHEDULER, "update", LEASES, "", NS),
     (SCHEDULER, "create", CLAIMS, "", None),
-    (SCHEDULER, "patch", CLAIMS, "", None),
+    (SCHEDULER, "update", CLAIMS, "", None),
     (SCHEDULER, "delete", CLAIMS, "", None),
     (SCHEDULER, "list", POOLS, "", None),
     (SCHEDULER, "watch", POOLS, "", None),
     (SCHEDULER, "patch", POOLS, "status", None),
     (SCHEDULER, "create", "events", "", ALL_NS),
+    (SCHEDULER, "patch", "events", "", ALL_NS),
     # simple mode: reads Services
     (SIMPLE, "list", "services", "", ALL_NS),
     (SIMPLE, "watch", "services", "", ALL_NS),
+    (SIMPLE, "create", "events", "", ALL_NS),  # AddressRefused on the Service
 ]
 
 FORBIDDEN: list[Check] = [

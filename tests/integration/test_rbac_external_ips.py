@@ -53,6 +53,9 @@ def guarded(control_plane: ControlPlane) -> Iterator[tuple[ControlPlane, str, st
         yield control_plane, open_ns, closed_ns
     finally:
         control_plane.kubectl("delete", "-f", str(POLICY), "--ignore-not-found")
+        # Services with external IPs would get claims from any scheduler run later
+        for ns in (open_ns, closed_ns):
+            control_plane.kubectl("delete", "services", "--all", "-n", ns, "--wait=false")
 
 
 def test_adding_external_ips_needs_a_labelled_namespace(

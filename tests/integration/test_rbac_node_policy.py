@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def lease(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def policy(crds: ControlPlane, unique: str) -> ControlPlane:
+def policy(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
     crds.apply(DEPLOY)
     # policies are loaded asynchronously: wait until a foreign Lease is refused
     deadline = time.monotonic() + 30
@@ -50,7 +51,12 @@ def policy(crds: ControlPlane, unique: str) -> ControlPlane:
         crds.kubectl("delete", "lease", f"{unique}-other", "-n", NS)
         assert time.monotonic() < deadline, "the admission policy never took effect"
         time.sleep(0.2)
-    return crds
+    yield crds
+    # claims and IpNodes are cluster-scoped: leave none for later tests
+    crds.kubectl("delete", "ipclaims", f"{unique}-c1", f"{unique}-c2", "--ignore-not-found")
+    crds.kubectl("delete", "ipnodes", f"{unique}-a", f"{unique}-b", "--ignore-not-found")
+    crds.kubectl("delete", "leases", "-n", NS, f"{unique}-a", f"{unique}-leader",
+                 f"{unique}-free", "--ignore-not-found")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def run_status(cp: ControlPlane, namespace: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def known_state(crds: ControlPlane) -> tuple[ControlPlane, str, str]:
+def known_state(crds: ControlPlane) -> Iterator[tuple[ControlPlane, str, str]]:
     u = "st" + os.urandom(3).hex()
     # 198.18.0.0/15 (benchmarking) is used by no other test; nothing is sent to it
     net = f"198.18.{int(u[2:4], 16)}"
@@ -98,7 +99,12 @@ def known_state(crds: ControlPlane) -> tuple[ControlPlane, str, str]:
         "source": {"component": "externalip-scheduler"},
         "firstTimestamp": microtime(5)[:19] + "Z", "lastTimestamp": microtime(5)[:19] + "Z",
         "count": 1}))
-    return crds, u, net
+    yield crds, u, net
+    # leave nothing a scheduler in a later test could act on
+    crds.kubectl("delete", "services", "--all", "-n", u, "--wait=false")
+    for kind in ("ipclaim", "ipnode", "ipclaimpool"):
+        names = [o["metadata"]["name"] for o in objects(u, net) if o["kind"].lower() == kind]
+        crds.kubectl("delete", kind, *names, "--ignore-not-found", "--wait=false")
 
 
 def test_json_reports_the_known_numbers(known_state: tuple[ControlPlane, str, str]) -> None:
