@@ -141,14 +141,39 @@ async def test_unrefreshed_address_expires(net: Net) -> None:
 
 
 async def test_refresh_renews_lifetime(net: Net) -> None:
-    wants = [Want(IF("192.0.2.81/32"), net.dev, ("a",))]
+    wants = [Want(IF("192.0.2.81/32"), net.dev, ("a",)),
+             Want(IF("2001:db8::81/128"), net.dev, ("b",))]
     holder = await hold(net, wants, lifetime=2)
     try:
         for _ in range(6):  # 3 s, longer than the lifetime
             await asyncio.sleep(0.5)
             with entered(net.node):
                 await holder.reconcile(wants)
-        assert "192.0.2.81" in net.addresses()
+        addrs = net.addresses()
+        for vip in ("192.0.2.81", "2001:db8::81"):  # renewed, still marked and deprecated
+            assert addrs[vip].get("deprecated") and addrs[vip]["preferred_life_time"] == 0
+        assert addrs["2001:db8::81"].get("nodad")
+        with entered(net.node):
+            marks = {str(a.interface.ip): a.proto for a in await holder.netlink.addresses()}
+        assert marks["192.0.2.81"] == marks["2001:db8::81"] == PROTO
+    finally:
+        await holder.close()
+
+
+async def test_lifetime_renewed_only_when_due(net: Net) -> None:
+    # Reconciles run on every claim event; with many addresses, renewing all
+    # lifetimes each time would be wasted work. Lifetime 30 s: due after 9 s.
+    wants = [Want(IF("192.0.2.82/32"), net.dev, ("a",))]
+    holder = await hold(net, wants, lifetime=30)
+    try:
+        await asyncio.sleep(2.1)
+        with entered(net.node):
+            await holder.reconcile(wants)
+        assert net.addresses()["192.0.2.82"]["valid_life_time"] <= 28  # not renewed
+        holder._renew_after = 1.0  # what a 3.3 s lifetime would give
+        with entered(net.node):
+            await holder.reconcile(wants)
+        assert net.addresses()["192.0.2.82"]["valid_life_time"] >= 29  # renewed
     finally:
         await holder.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,12 +93,21 @@ class AddressHolder:
                 _log.error("cannot remove address", address=str(have.interface), error=str(exc))
 
         now = time.monotonic()
-        for want in todo.keep:
-            last = self._renewed.get((want.link, want.interface))
-            if last is not None and now - last < self._renew_after:
-                continue
-            if await self._step(want, problems, "refresh"):
+        due = [w for w in todo.keep
+               if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
+        failed = await self.netlink.refresh_many(
+            [(self._links[w.link].index, w.interface) for w in due], self.lifetime)
+        for want in due:
+            code = failed.get((self._links[want.link].index, want.interface))
+            if code is None:
                 self._renewed[(want.link, want.interface)] = now
+                continue
+            RECONCILE_ERRORS.labels("refresh").inc()
+            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
+            _log.error("address step failed", step="refresh", address=str(want.interface),
+                       reason=reason)
+            for owner in want.owners:
+                problems[owner] = reason
         for want in todo.add:
             if await self._step(want, problems, "add"):
                 self._renewed[(want.link, want.interface)] = now
@@ -114,10 +124,7 @@ class AddressHolder:
     async def _step(self, want: Want, problems: dict[str, str], step: str) -> bool:
         link = self._links[want.link]
         try:
-            if step == "add":
-                await self.netlink.add(link.index, want.interface, self.lifetime)
-            else:
-                await self.netlink.refresh(link.index, want.interface, self.lifetime)
+            await self.netlink.add(link.index, want.interface, self.lifetime)
         except AddressExistsError:
             # Configured by someone else between our dump and our add: theirs.
             reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"

@@ -58,6 +58,7 @@ from externalip.resources import (
 
 _log = log.get(__name__)
 MESSAGE_MAX = 1024  # the CRD's limit on status.message
+STATUS_WRITES_IN_FLIGHT = 8
 
 
 def _now() -> str:
@@ -173,22 +174,29 @@ class Agent:
         writes = status_writes(claims, self.node, held=held, problems=problems, now=_now(),
                                written=self._written)
         by_name = {c.name: c for c in claims}
-        for name, status in writes.items():
-            try:
-                await self.client.patch(IpClaimResource.Status, name, _status_patch(status),
-                                        patch_type=PatchType.MERGE)
-            except ApiError as exc:
-                if exc.status.code == 404:
-                    continue  # deleted meanwhile
-                RECONCILE_ERRORS.labels("status").inc()
-                _log.error("cannot write claim status", claim=name, error=str(exc))
-                continue
-            except (httpx.HTTPError, OSError) as exc:  # unreachable; retried on the next run
-                RECONCILE_ERRORS.labels("status").inc()
-                _log.warning("cannot write claim status", claim=name, error=str(exc))
-                continue
+        # A few writes in flight: after a failover 1,000 statuses are due, and
+        # one at a time they would take a round trip each.
+        slots = asyncio.Semaphore(STATUS_WRITES_IN_FLIGHT)
+
+        async def write(name: str, status: ClaimStatus) -> None:
+            async with slots:
+                try:
+                    await self.client.patch(IpClaimResource.Status, name, _status_patch(status),
+                                            patch_type=PatchType.MERGE)
+                except ApiError as exc:
+                    if exc.status.code == 404:
+                        return  # deleted meanwhile
+                    RECONCILE_ERRORS.labels("status").inc()
+                    _log.error("cannot write claim status", claim=name, error=str(exc))
+                    return
+                except (httpx.HTTPError, OSError) as exc:  # unreachable; retried next run
+                    RECONCILE_ERRORS.labels("status").inc()
+                    _log.warning("cannot write claim status", claim=name, error=str(exc))
+                    return
             self._written[name] = (by_name[name].resource_version, status)
             _log.info("claim status written", claim=name, ready=status.ready)
+
+        await asyncio.gather(*(write(name, status) for name, status in writes.items()))
         for name in set(self._written) - set(by_name):
             del self._written[name]
 
