@@ -170,3 +170,17 @@ def test_rendered_chart_is_accepted_by_the_api_server(helm: Helm, crds: ControlP
                         "--set", "pools[0].name=helm-check",
                         "--set", "pools[0].cidr=198.51.100.0/28").stdout
         crds.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
+
+
+def test_packaged_chart_renders_the_same(helm: Helm, tmp_path: Path) -> None:
+    """The chart's CRDs and RBAC are links into deploy/: a packaged chart must
+    carry their content, or an install from the .tgz would lack them."""
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("externalip-*.tgz")
+    args = ["template", "externalip", "--namespace", "externalip", "--kube-version",
+            KUBE_VERSION, "--include-crds"]
+    from_dir = helm(*args[:2], str(CHART), *args[2:]).stdout
+    from_package = helm(*args[:2], str(package), *args[2:]).stdout
+    assert [d for d in yaml.safe_load_all(from_package) if d] == \
+        [d for d in yaml.safe_load_all(from_dir) if d]
+    assert "CustomResourceDefinition" in from_package and "ClusterRole" in from_package
