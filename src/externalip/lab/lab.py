@@ -26,6 +26,7 @@ import yaml
 from externalip import log
 from externalip.controlplane import ControlPlane
 from externalip.controlplane.binaries import REPO_ROOT
+from externalip.controlplane.server import free_port
 from externalip.lab import nodes as k8s_nodes
 from externalip.lab.apiproxy import ApiProxy
 from externalip.lab.topology import (
@@ -241,7 +242,9 @@ class Lab:
         self._spawn(f"scheduler-{index}", [
             *self._externalip(), "scheduler", f"--kubeconfig={kubeconfig}",
             f"--namespace={NAMESPACE}", "--leader-elect=true",
-            f"--metrics-addr=127.0.0.1:{9450 + index}", "--log-format=console",
+            # a free port: schedulers run in the root namespace, where several
+            # labs on one machine would collide on a fixed one
+            f"--metrics-addr=127.0.0.1:{free_port()}", "--log-format=console",
             *self.scheduler_args])
 
     def stop_scheduler(self, index: int) -> None:
