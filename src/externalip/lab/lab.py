@@ -140,6 +140,12 @@ class Lab:
         if self.cp is not None:
             self.cp.stop()
             self.cp = None
+        keep = os.environ.get("EXTERNALIP_LAB_KEEP_LOGS")
+        if keep:  # for post-mortems of failed tests: the logs, not the state
+            target = Path(keep) / self.prefix
+            target.mkdir(parents=True, exist_ok=True)
+            for logfile in self.dir.glob("*.log"):
+                shutil.copy(logfile, target)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- programs ----------------------------------------------------------
