@@ -201,12 +201,18 @@ def reconnect(rig: Rig) -> None:
 
 async def test_api_loss_keeps_addresses_by_default(rig: Rig) -> None:
     # Lifetime shorter than the outage: still there means the agent kept refreshing.
-    rig.start("--lease-duration=2s", "--hb=0.5s", "--addr-lifetime=3s")
+    rig.start("--lease-duration=2s", "--hb=0.5s", "--addr-lifetime=3s",
+              "--garp-interval=0.5s")
     name = await rig.claim("a", "192.0.2.110/32")
     await eventually(lambda: "192.0.2.110" in rig.addresses(), 30, "claim added")
+    await asyncio.sleep(3.5)  # past the burst that follows the add
+    with Capture(rig.client, rig.cdev) as cap:  # periodic announcements flow...
+        assert await cap.until(garp_of("192.0.2.110", ARP_REQUEST), within=3)
     rig.proxy.stop()  # partition: node up, API unreachable
     await rig.move(name, f"{rig.prefix}-elsewhere")  # the scheduler moves it meanwhile
-    await asyncio.sleep(6)
+    await asyncio.sleep(3)  # the Lease (2 s) has lapsed
+    with Capture(rig.client, rig.cdev) as cap:  # ...and stop once the Lease has lapsed
+        assert not await cap.until(garp_of("192.0.2.110", ARP_REQUEST), within=3)
     assert "192.0.2.110" in rig.addresses()
     assert rig.proc is not None and rig.proc.poll() is None  # outage is not a crash
     reconnect(rig)

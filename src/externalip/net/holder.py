@@ -173,11 +173,14 @@ class AddressHolder:
                 _log.error("netlink event socket failed", error=str(exc))
                 await asyncio.sleep(1)
 
-    async def repeat_announcements(self, interval: float) -> None:
-        """--garp-interval: announce everything held again, forever."""
+    async def repeat_announcements(
+        self, interval: float, allowed: Callable[[], bool] = lambda: True
+    ) -> None:
+        """--garp-interval: announce everything held again, forever, while `allowed()`."""
         while True:
             await asyncio.sleep(interval)
-            self.announce_held()
+            if allowed():
+                self.announce_held()
 
     def announce_held(self) -> None:
         """One more announcement of everything held (--garp-interval)."""

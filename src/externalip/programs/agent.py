@@ -146,11 +146,14 @@ class Agent:
         await self._write_statuses(claims, held, problems)
         await self._write_node_status(held_wants)
 
+    def lease_valid(self) -> bool:
+        lapsed: float = time.monotonic() - self.last_renewed
+        return lapsed <= float(self.opts.lease_duration)
+
     def _must_release(self) -> bool:
         """--api-loss=release: past the Lease duration without renewal, the
         scheduler may already have given our IPs to another node; let go."""
-        expired = time.monotonic() - self.last_renewed > self.opts.lease_duration
-        fenced: bool = expired and self.opts.api_loss == "release"
+        fenced: bool = not self.lease_valid() and self.opts.api_loss == "release"
         if fenced != self.fenced:
             _log.warning("lease expired, releasing addresses" if fenced else
                          "lease renewed, holding addresses again", node=self.node)
@@ -305,7 +308,9 @@ async def run(opts: argparse.Namespace) -> int:
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
-        jobs.append(holder.repeat_announcements(opts.garp_interval))
+        # Not while our Lease has lapsed: the scheduler may have moved our IPs,
+        # and re-announcing them would pull traffic back from the new holder.
+        jobs.append(holder.repeat_announcements(opts.garp_interval, agent.lease_valid))
     code = await until_signal(jobs)
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
