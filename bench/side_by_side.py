@@ -32,6 +32,9 @@ import argparse
 import functools
 import json
 import math
+import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -65,6 +68,7 @@ class Bench:
         self.watch = ServiceWatch(api, NS)
         self.probes = ClientProbes(lab.topology.client, 100)
         self.seq = 0
+        self.profile_dir = ""
 
     def record(self, key: str, values: list[float], what: str) -> None:
         unit = "ms" if key.startswith(("fo", "split")) else "s"
@@ -164,6 +168,7 @@ class Bench:
     # --- failover ------------------------------------------------------------------
     def failover(self, runs: int, fault: str) -> None:
         name = self._name("fo")
+        ip("-n", self.lab.topology.client, "neigh", "flush", "all")
         self._create(name)
         if not self.watch.wait([name], 30):
             print(f"  [{self.impl.name}] failover: no IP", flush=True)
@@ -173,7 +178,9 @@ class Bench:
         times: list[float] = []
         try:
             for _ in range(runs):
-                if probe.first(lambda n: n is not None, 0, 30) is None:
+                if probe.first(lambda n: n is not None, 0, 60) is None:
+                    print(f"    {address} not reachable; held by {self.lab.holders(address)}",
+                          flush=True)
                     break
                 time.sleep(1.0)
                 victim = probe.current()
@@ -212,6 +219,7 @@ class Bench:
             self.impl.start_program(node)
         time.sleep(3)
         name = self._name("sb")
+        ip("-n", self.lab.topology.client, "neigh", "flush", "all")
         self._create(name)
         windows, moved = [], []
         if self.watch.wait([name], 30):
@@ -220,7 +228,9 @@ class Bench:
             arp = ArpWatch(self.lab.topology.client, address)
             try:
                 for _ in range(runs):
-                    if probe.first(lambda n: n is not None, 0, 30) is None:
+                    if probe.first(lambda n: n is not None, 0, 60) is None:
+                        print(f"    {address} not reachable; held by "
+                              f"{self.lab.holders(address)}", flush=True)
                         break
                     time.sleep(1.0)
                     victim, t0 = probe.current(), time.monotonic()
@@ -280,9 +290,41 @@ class Bench:
         print(f"    deleted {count} Services in {time.monotonic() - t1:.1f}s", flush=True)
         time.sleep(5)
 
+    def profiled(self, what: str, pids: list[int]) -> Profiler:
+        return Profiler(self.profile_dir, f"{what}-{self.impl.program}", pids)
+
     def close(self) -> None:
         self.watch.close()
         self.probes.close()
+
+
+class Profiler:
+    """py-spy (if given a directory and found on PATH) sampling these PIDs while
+    a figure is measured; raw collapsed stacks land in DIR/<what>-<pid>.txt."""
+
+    def __init__(self, directory: str, what: str, pids: list[int]) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        spy = shutil.which("py-spy")
+        if not directory or spy is None:
+            return
+        for pid in pids:
+            self.procs.append(subprocess.Popen(
+                [spy, "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                 "-o", f"{directory}/{what}-{pid}.txt", "-p", str(pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def __enter__(self) -> Profiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _elsewhere(victim: str, node: str | None) -> bool:
@@ -331,17 +373,21 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
     progress(f"== {impl.name}")
     impl.start()
     bench = Bench(lab, impl, api, results)
+    bench.profile_dir = args.profile if isinstance(impl, OursImpl) else ""  # py-spy: Python only
     try:
         time.sleep(3)
         bench.reach(1, args.runs)
-        bench.reach(100, args.runs100)
+        programs = [p.popen.pid for n, p in lab.procs.items() if n.startswith(impl.program)]
+        with bench.profiled("reach100", programs + impl.allocator_pids()):
+            bench.reach(100, args.runs100)
         bench.failover(args.runs, "node")
         if isinstance(impl, OursImpl):
             bench.failover(args.runs, "sigkill")
             bench.failover(args.runs, "sigterm")
             bench.split_brain(args.split_runs, "keep")
             bench.split_brain(args.split_runs, "release")
-        bench.scale(args.scale)
+        with bench.profiled("scale", impl.allocator_pids()):
+            bench.scale(args.scale)
         if args.scale_big and isinstance(impl, OursImpl):
             bench.scale(args.scale_big)
     finally:
@@ -358,6 +404,8 @@ def main() -> int:
     parser.add_argument("--scale-big", type=int, default=0, help="e.g. 10000 (ours only)")
     parser.add_argument("--only", choices=["metallb", "ours"])
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--profile", default="",
+                        help="directory for py-spy profiles of the programs (if py-spy is found)")
     args = parser.parse_args()
     results: Results = {}
     with Lab(nodes=3, mode="none") as lab:
@@ -383,4 +431,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (make, timeout) unwinds like Ctrl-C, so the lab is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(main())
