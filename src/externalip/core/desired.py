@@ -297,9 +297,10 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
                 load[previous] -= 1
             if node is not None:
                 load[node] += 1
-                note = f" (was {previous})" if previous else ""
-                out.events += [Event(s, NORMAL, "ClaimScheduled",
-                                     f"{ip} placed on node {node}{note}") for s in spec.services]
+                if previous:  # first placements are visible on the claim; moves are news
+                    out.events += [Event(s, NORMAL, "ClaimMoved",
+                                         f"{ip} moved to node {node} (was {previous})")
+                                   for s in spec.services]
             elif current is None or previous:  # say it once, when it becomes unplaceable
                 out.events += [Event(s, WARNING, "NoEligibleNode",
                                      f"no live eligible node can hold {ip}") for s in spec.services]

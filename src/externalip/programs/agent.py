@@ -25,9 +25,11 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -40,10 +42,12 @@ from lightkube.types import PatchType
 
 from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.claims import node_status, status_writes, wants_from_claims
+from externalip.agent.fence import Fence, IPAddress
 from externalip.agent.plan import Want
 from externalip.kube.client import connect
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
+from externalip.net.conflict import ConflictWatcher
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.observability import serve
@@ -87,6 +91,7 @@ class Agent:
         self.events = EventRecorder(client, "externalip-agent", self.node)
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
+        self.kick.set()  # the first pass runs as soon as the claims are listed
         self._report: tuple[list[Claim], tuple[Want, ...], dict[str, str]] | None = None
         self.claims.add_handler(self._on_claim)
         self._specs: dict[str, Any] = {}
@@ -100,6 +105,7 @@ class Agent:
         # as one so a slow first contact does not release anything.
         self.last_renewed = time.monotonic()
         self.fenced = False
+        self.fence = Fence()
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
@@ -117,8 +123,11 @@ class Agent:
     # --- reconcile -----------------------------------------------------------
     async def reconcile(self) -> None:
         if not self.claims.synced:
+            # Until the claims are listed, leave our addresses exactly as they
+            # are; then go on at once: what moved away while we were down must
+            # leave now, not at the next periodic pass.
             await self.holder.adopt()
-            return
+            await self.claims.wait_synced()
         claims: list[Claim] = []
         for obj in list(self.claims.store.values()):
             try:
@@ -127,6 +136,7 @@ class Agent:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
         wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
         result = await self.holder.reconcile(wants)
@@ -145,6 +155,28 @@ class Agent:
         held = {owner for want in held_wants for owner in want.owners}
         await self._write_statuses(claims, held, problems)
         await self._write_node_status(held_wants)
+
+    def renewing(self) -> bool:
+        """Our Lease renewals are going through (at most one renewal missed)."""
+        return bool(time.monotonic() - self.last_renewed <= float(self.opts.hb) * 1.5 + 0.5)
+
+    def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
+        if self.fence.heard(ip, self.holder.held, self.renewing()):
+            _log.warning("another node announced our address while we are cut off from "
+                         "the API; yielding it", node=self.node, address=str(ip),
+                         mac=mac.hex(":"))
+            self.kick.set()
+        elif any(w.interface.ip == ip for w in self.holder.held) and self.renewing():
+            _log.warning("another host announces an address assigned to this node",
+                         node=self.node, address=str(ip), mac=mac.hex(":"))
+
+    async def first_sync(self) -> None:
+        """Reconcile as soon as the claim list is known, even if it is empty:
+        a restarted agent must let go of addresses that moved while it was away."""
+        await self.claims.wait_synced()
+        self.kick.set()
+        await asyncio.Event().wait()  # a job of until_signal: returning would stop the agent
 
     def lease_valid(self) -> bool:
         lapsed: float = time.monotonic() - self.last_renewed
@@ -280,12 +312,16 @@ async def until_signal(jobs: list[Coroutine[Any, Any, None]]) -> int:
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.ensure_future(job) for job in jobs]
     waiter = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    running: set[asyncio.Future[Any]] = {waiter, *tasks}
     code = 0
-    for task in done:
-        if task is not waiter and task.exception() is not None:
-            _log.error("task died", error=repr(task.exception()))
-            code = 1
+    # A job that returns has simply finished its work (e.g. a one-shot kick);
+    # one that raises takes the program down, so it restarts clean.
+    while not waiter.done() and code == 0:
+        done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                _log.error("task died", error=repr(task.exception()))
+                code = 1
     for task in [waiter, *tasks]:
         task.cancel()
     for task in [waiter, *tasks]:
@@ -302,9 +338,15 @@ async def run(opts: argparse.Namespace) -> int:
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
     agent = Agent(opts, client, holder)
     await holder.adopt()
+    watcher = ConflictWatcher(agent.heard, own_macs)
+    try:
+        watcher.start()
+    except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
+        _log.warning("cannot listen for address conflicts; a node cut off from the API "
+                     "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.heartbeat(), holder.watch(agent.kick),
+    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
@@ -315,11 +357,22 @@ async def run(opts: argparse.Namespace) -> int:
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
+    watcher.close()
     if server is not None:
         server.close()
     await holder.close()
     await client.close()
     return code
+
+
+def own_macs() -> set[bytes]:
+    """MAC addresses of this node's interfaces (a foreign MAC is another node)."""
+    macs = set()
+    for _, name in socket.if_nameindex():
+        with contextlib.suppress(OSError, ValueError):
+            text = Path(f"/sys/class/net/{name}/address").read_text().strip()
+            macs.add(bytes.fromhex(text.replace(":", "")))
+    return macs
 
 
 def main(opts: argparse.Namespace) -> int:

@@ -1,0 +1,142 @@
+"""Failover as the client sees it: node death, agent death, agent removal,
+partition from the API, and a control-plane restart under a running lab."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from externalip.lab.lab import Lab
+from externalip.lab.topology import node_addresses
+from tests.e2e.conftest import NS, claims, service, wait_ingress, wait_reachable
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+
+@contextmanager
+def held_service(lab: Lab, name: str) -> Iterator[tuple[str, str]]:
+    assert lab.cp is not None
+    lab.cp.apply(service(name))
+    (ip,) = wait_ingress(lab, name)
+    node = wait_reachable(lab, ip)
+    try:
+        yield ip, node
+    finally:
+        lab.cp.kubectl("delete", "service", name, "-n", NS, "--wait=false")
+
+
+@pytest.mark.parametrize("fault", ["link-down", "agent-sigkill", "agent-sigterm"])
+def test_ip_moves_to_another_node(healthy: Lab, fault: str) -> None:
+    lab = healthy
+    with held_service(lab, f"fo-{fault}") as (ip, node):
+        started = time.monotonic()
+        if fault == "link-down":
+            lab.kill_node(node)
+        elif fault == "agent-sigkill":
+            lab.kill_agent(node)
+        else:
+            lab.stop_agent(node)  # graceful removal: the agent does not come back
+        other = wait_reachable(lab, ip, within=60, not_from=node)
+        print(f"{fault}: client reached {ip} on {other} {time.monotonic() - started:.2f}s "
+              f"after {node} failed")
+        assert other != node
+        if fault != "link-down":
+            # the old node must let go: at most one holder once the move is done
+            wait_for(lambda: lab.holders(ip) == [other], within=60,
+                     what=f"{ip} held by {other} only")
+
+
+def test_a_node_that_returns_does_not_take_the_ip_back(healthy: Lab) -> None:
+    lab = healthy
+    with held_service(lab, "no-flap") as (ip, node):
+        lab.kill_agent(node)
+        other = wait_reachable(lab, ip, within=60, not_from=node)
+        lab.restore_node(node)
+        time.sleep(8)
+        assert lab.holders(ip) == [other]
+
+
+def arp_responders(lab: Lab, ip: str, seconds: float) -> set[str]:
+    """MAC addresses that answer ARP for ip, as seen from the client, over a period."""
+    out = subprocess.run(["ip", "netns", "exec", lab.topology.client, sys.executable, "-m",
+                          "externalip.lab.arpscan", ip, str(seconds)], capture_output=True,
+                         text=True,
+                         check=True, timeout=seconds + 30).stdout
+    return set(out.split())
+
+
+def test_partitioned_node_behaviour(healthy: Lab) -> None:
+    """A node cut from the API only. The scheduler moves its claims once its
+    Lease lapses; the cut-off agent cannot learn that, so it keeps the address
+    until the address's own lifetime runs out. We measure how long two nodes
+    answer ARP for the IP, and require that it ends."""
+    lab = healthy
+    with held_service(lab, "partition") as (ip, node):
+        lab.partition(node)
+        cut = time.monotonic()
+        other = wait_reachable(lab, ip, within=90, not_from=node)
+        moved = time.monotonic() - cut
+        deadline = time.monotonic() + 90
+        both = 0.0
+        while time.monotonic() < deadline:
+            if len(arp_responders(lab, ip, 1.0)) <= 1 and lab.holders(ip) == [other]:
+                break
+            both = time.monotonic() - cut
+        else:
+            raise AssertionError(f"{ip} still held by {lab.holders(ip)} 90s after the move")
+        print(f"partition: moved to {other} after {moved:.2f}s; two holders until "
+              f"{both:.2f}s after the cut")
+
+
+def test_api_server_restart_removes_nothing_and_watches_resume(healthy: Lab) -> None:
+    lab = healthy
+    assert lab.cp is not None
+    with held_service(lab, "cp-restart") as (ip, node):
+        monitor = subprocess.Popen(["ip", "netns", "exec", lab.topology.node_ns(node), "ip",
+                                    "monitor", "address"], stdout=subprocess.PIPE, text=True)
+        try:
+            lab.cp.restart_apiserver()
+            time.sleep(2)
+        finally:
+            monitor.terminate()
+            events = monitor.communicate(timeout=10)[0]
+        assert not any(line.startswith("Deleted") and f" {ip}/" in line
+                       for line in events.splitlines()), events
+        assert lab.client_get(ip) == node
+        lab.cp.apply(service("after-restart"))
+        (ip2,) = wait_ingress(lab, "after-restart", within=60)
+        wait_reachable(lab, ip2)
+        lab.cp.kubectl("delete", "service", "after-restart", "-n", NS)
+
+
+def test_create_and_delete_loop_leaves_nothing_behind(lab: Lab) -> None:
+    assert lab.cp is not None
+    names = [f"loop-{i}" for i in range(200)]
+    # IPv6: the lab's IPv4 pool has 51 addresses, its IPv6 pool 256
+    manifest = "---\n".join(service(n, families=["IPv6"]) for n in names)
+    for _ in range(2):
+        lab.cp.kubectl("apply", "-f", "-", input=manifest)
+        wait_for(lambda: sum(1 for c in claims(lab).values()
+                             if any(s.startswith(f"{NS}/loop-") for s in c["spec"].get(
+                                 "services", []))) == 200, within=180, what="200 claims")
+        lab.cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest)
+        wait_for(lambda: not any(any(s.startswith(f"{NS}/loop-") for s in c["spec"].get(
+            "services", [])) for c in claims(lab).values()), within=180, what="claims gone")
+    def addresses_left() -> list[str]:
+        held = []
+        for node in lab.node_names:
+            out = json.loads(subprocess.run(
+                ["ip", "-n", lab.topology.node_ns(node), "-j", "addr", "show", "dev", "eth0"],
+                capture_output=True, text=True, check=True).stdout)
+            own = set(node_addresses(lab.node_names.index(node) + 1))
+            held += [a["local"] for i in out for a in i["addr_info"]
+                     if a["local"] not in own and not a["local"].startswith("fe80")]
+        return held
+    wait_for(lambda: addresses_left() == [], within=60, what="no VIP left on any node")
