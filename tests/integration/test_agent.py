@@ -139,6 +139,24 @@ async def test_restart_adopts_without_removal(rig: Rig) -> None:
     assert "address added" not in rig.log().split("agent starting")[-1]  # adopted, not re-added
 
 
+async def test_restart_lets_go_of_what_moved_meanwhile(rig: Rig) -> None:
+    # Long lifetime and resync: a fast removal can only come from the first
+    # reconcile after the claims are listed, not from a periodic pass.
+    rig.start("--resync=120s", "--addr-lifetime=120s")
+    name = await rig.claim("a", "192.0.2.65/32")
+    await rig.claim("b", "192.0.2.66/32")
+    await eventually(lambda: {"192.0.2.65", "192.0.2.66"} <= set(rig.addresses()), 30,
+                     "claims on the interface")
+    assert rig.stop(signal.SIGTERM) == 0
+    await rig.move(name, f"{rig.prefix}-elsewhere")  # the scheduler moved it meanwhile
+    rig.start("--resync=120s", "--addr-lifetime=120s")
+    await eventually(lambda: "192.0.2.65" not in rig.addresses(), 15,
+                     "moved claim removed right after restart")
+    assert "192.0.2.66" in rig.addresses()
+    await asyncio.sleep(1)
+    assert rig.proc is not None and rig.proc.poll() is None  # still running after sync
+
+
 async def test_foreign_addresses_survive_and_own_address_is_refused(
         rig: Rig, crds: ControlPlane) -> None:
     ip("addr", "add", "192.0.2.70/32", "dev", rig.dev, netns=rig.node)

@@ -66,6 +66,7 @@ class AddressHolder:
         # burn CPU for nothing, so an address is renewed only when due.
         self._renewed: dict[tuple[str, IPInterface], float] = {}
         self._renew_after = 0.9 * lifetime / 3 if lifetime > 0 else math.inf
+        self._adopted: int | None = None
 
     async def reconcile(self, wants: Iterable[Want]) -> Result:
         links = await self.netlink.links()
@@ -139,22 +140,25 @@ class AddressHolder:
         return False
 
     async def adopt(self) -> int:
-        """Keep (refresh, never re-add) every address carrying our mark, as it is.
+        """Leave every address carrying our mark exactly as it is, until told more.
 
         Used until the program knows what it must hold (claims or Services not
         listed yet): a restarted agent must neither drop nor re-add anything.
+        Nor does it renew them: an agent that was away longer than its Lease
+        may find its claims moved to another node, and renewing before it
+        knows would stretch the time two nodes hold one IP. The first
+        reconcile after the list arrives renews what is still ours and
+        removes the rest; if the list never arrives, they expire.
         """
+        if self._adopted is not None:
+            return self._adopted
         links = await self.netlink.links()
-        ours = [
-            Want(a.interface, links[a.ifindex].name, ("(adopted)",))
-            for a in await self.netlink.addresses()
-            if a.ours and a.ifindex in links
-        ]
-        await self.reconcile(ours)
+        ours = [str(a.interface) for a in await self.netlink.addresses()
+                if a.ours and a.ifindex in links]
         if ours:
-            _log.info("adopted existing addresses", count=len(ours),
-                      addresses=[str(w.interface) for w in ours])
-        return len(ours)
+            _log.info("adopted existing addresses", count=len(ours), addresses=ours)
+        self._adopted = len(ours)
+        return self._adopted
 
     async def watch(self, kick: asyncio.Event) -> None:
         """Kick a reconcile on netlink changes that may need one, forever."""

@@ -40,13 +40,16 @@ class Simple:
         self.events = events
         self.kick = asyncio.Event()
         services.add_handler(lambda _type, _obj: self.kick.set())
+        self.kick.set()  # the first pass runs as soon as the Services are listed
         self.reconciled = False
         self._problems: dict[str, str] = {}
 
     async def reconcile(self) -> None:
         if not self.services.synced:
+            # Leave our addresses as they are until the Services are listed,
+            # then go on at once (addresses of Services deleted meanwhile go).
             await self.holder.adopt()
-            return
+            await self.services.wait_synced()
         wants, invalid = wants_from_services(list(self.services.store.values()), self.options)
         result = await self.holder.reconcile(wants)
         problems = {**invalid, **result.problems}
