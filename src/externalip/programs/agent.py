@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -41,10 +43,12 @@ from lightkube.types import PatchType
 
 from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.claims import node_status, status_writes, wants_from_claims
+from externalip.agent.fence import Fence, IPAddress
 from externalip.agent.plan import Want
 from externalip.kube.client import connect
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
+from externalip.net.conflict import ConflictWatcher
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.observability import serve
@@ -102,6 +106,7 @@ class Agent:
         # as one so a slow first contact does not release anything.
         self.last_renewed = time.monotonic()
         self.fenced = False
+        self.fence = Fence()
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
@@ -132,6 +137,7 @@ class Agent:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
         wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
         result = await self.holder.reconcile(wants)
@@ -150,6 +156,28 @@ class Agent:
         held = {owner for want in held_wants for owner in want.owners}
         await self._write_statuses(claims, held, problems)
         await self._write_node_status(held_wants)
+
+    def renewing(self) -> bool:
+        """Our Lease renewals are going through (at most one renewal missed)."""
+        return bool(time.monotonic() - self.last_renewed <= float(self.opts.hb) * 1.5 + 0.5)
+
+    def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
+        if self.fence.heard(ip, self.holder.held, self.renewing()):
+            _log.warning("another node announced our address while we are cut off from "
+                         "the API; yielding it", node=self.node, address=str(ip),
+                         mac=mac.hex(":"))
+            self.kick.set()
+        elif any(w.interface.ip == ip for w in self.holder.held) and self.renewing():
+            _log.warning("another host announces an address assigned to this node",
+                         node=self.node, address=str(ip), mac=mac.hex(":"))
+
+    async def first_sync(self) -> None:
+        """Reconcile as soon as the claim list is known, even if it is empty:
+        a restarted agent must let go of addresses that moved while it was away."""
+        await self.claims.wait_synced()
+        self.kick.set()
+        await asyncio.Event().wait()  # a job of until_signal: returning would stop the agent
 
     def lease_valid(self) -> bool:
         lapsed: float = time.monotonic() - self.last_renewed
@@ -311,9 +339,15 @@ async def run(opts: argparse.Namespace) -> int:
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
     agent = Agent(opts, client, holder)
     await holder.adopt()
+    watcher = ConflictWatcher(agent.heard, own_macs)
+    try:
+        watcher.start()
+    except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
+        _log.warning("cannot listen for address conflicts; a node cut off from the API "
+                     "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.heartbeat(), holder.watch(agent.kick),
+    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
@@ -324,11 +358,22 @@ async def run(opts: argparse.Namespace) -> int:
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
+    watcher.close()
     if server is not None:
         server.close()
     await holder.close()
     await client.close()
     return code
+
+
+def own_macs() -> set[bytes]:
+    """MAC addresses of this node's interfaces (a foreign MAC is another node)."""
+    macs = set()
+    for _, name in socket.if_nameindex():
+        with contextlib.suppress(OSError, ValueError):
+            text = Path(f"/sys/class/net/{name}/address").read_text().strip()
+            macs.add(bytes.fromhex(text.replace(":", "")))
+    return macs
 
 
 def main(opts: argparse.Namespace) -> int:
