@@ -7,6 +7,7 @@ service accounts are not created; callers create what they need.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import ssl
@@ -262,10 +263,19 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(self._kubeconfig_dict({"token": token}, server)))
         return path
 
-    def install_crds(self, crd_dir: Path) -> None:
+    def install_crds(self, crd_dir: Path, timeout: float = 60.0) -> None:
+        """Apply the CRDs and wait until each can be listed: Established comes
+        before the storage behind it is ready (lists answer 429 meanwhile)."""
         self.apply(crd_dir)
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+        self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
                      "crd", "--all")
+        crds = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+        kinds = ",".join(f"{c['spec']['names']['plural']}.{c['spec']['group']}" for c in crds)
+        deadline = time.monotonic() + timeout
+        while self.kubectl("get", kinds, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"custom resources {kinds} not listable in {timeout}s")
+            time.sleep(0.2)
 
 
 @contextlib.contextmanager

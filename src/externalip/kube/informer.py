@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +34,10 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 _log = log.get(__name__)
+
+
+def _overloaded(exc: Exception) -> bool:
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429
 
 
 class GoneError(Exception):
@@ -79,6 +84,10 @@ class Informer:
         self.resource_version: str | None = None
         self.name = self._path
         self.relists = 0  # observable for tests and metrics
+        # Monotonic time since which the cache has been continuously connected
+        # (None while it is not): silence in the data means something only
+        # while we were actually listening.
+        self.connected_since: float | None = None
 
     @property
     def synced(self) -> bool:
@@ -98,6 +107,10 @@ class Informer:
                 _log.exception("informer handler failed", informer=self.name,
                                event=event_type, object=object_key(obj))
 
+    def _connected(self) -> None:
+        if self.connected_since is None:
+            self.connected_since = time.monotonic()
+
     async def run(self) -> None:
         failures = 0
         while True:
@@ -110,8 +123,11 @@ class Informer:
                 _log.info("watch expired, re-listing", informer=self.name)
                 self.resource_version = None
             except (httpx.HTTPError, OSError, ValueError) as exc:
+                self.connected_since = None
                 failures += 1
                 delay = min(self._max_backoff, 0.2 * 2 ** min(failures, 10))
+                if _overloaded(exc):  # 429 while the server (re)initialises: come back soon
+                    delay = min(delay, 1.0)
                 delay *= random.uniform(0.5, 1.0)
                 _log.warning("watch failed, retrying", informer=self.name, error=str(exc),
                              failures=failures, retry_in=round(delay, 2))
@@ -127,6 +143,7 @@ class Informer:
                 params.pop("continue", None)
                 continue
             resp.raise_for_status()
+            self._connected()
             page = msgspec.json.decode(resp.content)
             for item in page.get("items") or ():
                 obj = self._transform(item)
@@ -169,6 +186,7 @@ class Informer:
             if resp.status_code == 410:
                 raise GoneError
             resp.raise_for_status()
+            self._connected()
             async for line in resp.aiter_lines():
                 if line:
                     self._handle_line(line)

@@ -102,7 +102,7 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             timeout = self.opts.monitor
-            expiry = self.tracker.next_expiry()
+            expiry = self.tracker.next_expiry(self.leases.connected_since)
             if expiry is not None:
                 timeout = min(timeout, expiry + 0.01)
             if self._retry_in:
@@ -148,7 +148,8 @@ class Scheduler:
     def _eligible_nodes(self) -> dict[str, dict[str, str]]:
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
-                if views.node_usable(obj) and self.tracker.alive(name)}
+                if views.node_usable(obj)
+                and self.tracker.alive(name, self.leases.connected_since)}
 
     async def _emit(self, events: list[desired.Event]) -> None:
         current = set(events)

@@ -42,13 +42,22 @@ class LeaseTracker:
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
 
-    def alive(self, name: str) -> bool:
+    def alive(self, name: str, watching_since: float | None = 0.0) -> bool:
+        """Fresh, counting only silence we could have heard: `watching_since`
+        is when our own watch of the Leases last (re)connected, None while it
+        is down. After an API outage every agent gets one full lease duration
+        to renew before it is judged, as at first sight."""
         seen = self._seen.get(name)
-        return seen is not None and self._clock() - seen.at < seen.duration
+        if seen is None:
+            return False
+        if watching_since is None:
+            return True  # we cannot tell, and cannot write either
+        return self._clock() - max(seen.at, watching_since) < seen.duration
 
-    def next_expiry(self) -> float | None:
+    def next_expiry(self, watching_since: float | None = 0.0) -> float | None:
         """Seconds until the next live Lease would expire, for a timely wake-up."""
         now = self._clock()
-        left = [s.at + s.duration - now for s in self._seen.values()
-                if s.at + s.duration > now]
+        start = watching_since or 0.0
+        ends = [max(s.at, start) + s.duration for s in self._seen.values()]
+        left = [end - now for end in ends if end > now]
         return min(left) if left else None
