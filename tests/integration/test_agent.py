@@ -275,3 +275,20 @@ async def test_metrics_and_health(rig: Rig) -> None:
     assert values["externalip_addresses_held"] == 1
     assert values['externalip_announcements_total{family="4"}'] >= 6
     assert "externalip_reconcile_errors_total" in text
+
+
+async def test_link_flap_keeps_node_address_first_and_vips_come_back(rig: Rig) -> None:
+    rig.start("--resync=120s", "--addr-lifetime=120s")
+    await rig.claim("a", "192.0.2.130/32")
+    await rig.claim("b", "2001:db8::130/128")
+    await eventually(lambda: {"192.0.2.130", "2001:db8::130"} <= set(rig.addresses()), 30,
+                     "claims on the interface")
+    ip("link", "set", rig.dev, "down", netns=rig.node)
+    ip("link", "set", rig.dev, "up", netns=rig.node)
+    # IPv6 addresses are flushed on link down; the link event brings ours back
+    await eventually(lambda: {"192.0.2.130", "2001:db8::130"} <= set(rig.addresses()), 10,
+                     "VIPs back after the flap")
+    first = ip("-4", "-o", "addr", "show", "dev", rig.dev, netns=rig.node).stdout.splitlines()[0]
+    assert "192.0.2.10/24" in first, first
+    route = ip("route", "get", "192.0.2.20", netns=rig.node).stdout
+    assert "src 192.0.2.10" in route, route
