@@ -292,3 +292,22 @@ async def test_link_flap_keeps_node_address_first_and_vips_come_back(rig: Rig) -
     assert "192.0.2.10/24" in first, first
     route = ip("route", "get", "192.0.2.20", netns=rig.node).stdout
     assert "src 192.0.2.10" in route, route
+
+
+async def test_unknown_link_reported_and_deleted_ipnode_recreated(rig: Rig,
+                                                                   kube: AsyncClient) -> None:
+    rig.start()
+    bad = await rig.claim("bad", "192.0.2.140/32", link="nosuch0")
+
+    async def reported() -> bool:
+        status = await rig.status(bad)
+        return not status.get("ready") and "nosuch0" in status.get("message", "")
+    assert await until_true(reported), await rig.status(bad)
+
+    async def inventory(expected: list[str]) -> bool:
+        return await node_addresses(kube, rig.node_name) == expected
+    assert await until_true(lambda: inventory([]))
+    await kube.delete(IpNodeResource, rig.node_name)  # e.g. by an administrator
+    await rig.claim("ok", "192.0.2.141/32")
+    # the first write after the deletion fails (404), the next pass recreates it
+    assert await until_true(lambda: inventory(["192.0.2.141"]), 30)
