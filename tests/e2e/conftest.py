@@ -84,14 +84,7 @@ def wait_ingress(lab: Lab, name: str, count: int = 1, within: float = 60) -> lis
 
 
 def wait_reachable(lab: Lab, ip: str, within: float = 60, not_from: str | None = None) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        node = lab.client_get(ip, timeout=0.5)
-        if node and node != not_from:
-            return node
-        time.sleep(0.05)
-    raise AssertionError(f"{ip} not reachable from the client within {within}s "
-                         f"(holders now: {lab.holders(ip)})")
+    return lab.wait_reachable(ip, within, not_from)
 
 
 def wait_unreachable(lab: Lab, ip: str, within: float = 60) -> None:

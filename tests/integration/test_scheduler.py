@@ -28,17 +28,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
-    """A clean slate of cluster-scoped objects, and a namespace for this test."""
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
-    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
-    crds.ensure_namespace(unique)
-    yield crds
-    crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
-
-
-@pytest.fixture
 def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
     fake = FakeAgents(clean, ["node-a", "node-b", "node-c"])
     yield fake

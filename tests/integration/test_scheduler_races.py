@@ -34,17 +34,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
-    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
-    crds.ensure_namespace(unique)
-    yield crds
-    crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
-    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
-
-
-@pytest.fixture
 def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
     fake = FakeAgents(clean, ["node-a", "node-b"])
     yield fake

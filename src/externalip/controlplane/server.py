@@ -23,6 +23,7 @@ import yaml
 
 from externalip import log
 from externalip.controlplane import binaries, certs
+from externalip.processes import StartStop, stop_process
 
 _log = log.get(__name__)
 
@@ -42,7 +43,7 @@ class ControlPlaneError(RuntimeError):
     pass
 
 
-class ControlPlane:
+class ControlPlane(StartStop):
     """One etcd and one kube-apiserver, with an admin kubeconfig.
 
     Use as a context manager, or call start() and stop(); stop() removes the
@@ -61,17 +62,6 @@ class ControlPlane:
         self.certs: certs.CertFiles | None = None
 
     # --- lifecycle ---------------------------------------------------------
-    def __enter__(self) -> ControlPlane:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
@@ -106,14 +96,8 @@ class ControlPlane:
 
     def _stop(self, name: str) -> None:
         proc = self._procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, wait=15)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = self.dir / f"{name}.log"

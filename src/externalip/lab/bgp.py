@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from externalip.lab.topology import CLIENT4, Topology, ip, sysctl
+from externalip.processes import stop_process
 
 ROUTER4 = "192.0.2.1"
 ROUTER_AS, NODE_AS = 65000, 65001
@@ -106,13 +107,7 @@ class BgpFabric:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, wait=5)
         self.procs.clear()
         ip("netns", "del", self.router, check=False)
 

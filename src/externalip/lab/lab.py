@@ -38,6 +38,7 @@ from externalip.lab.topology import (
     ip,
     node_addresses,
 )
+from externalip.processes import StartStop, stop_process
 
 _log = log.get(__name__)
 
@@ -60,7 +61,7 @@ class Proc:
 
 
 @dataclass
-class Lab:
+class Lab(StartStop):
     nodes: int = 3
     mode: str = "claims"  # "simple", or "none" (bare lab, e.g. to run MetalLB on it)
     prefix: str = field(default_factory=lambda: "eipl" + secrets.token_hex(2))
@@ -81,17 +82,6 @@ class Lab:
         return self.topology.node_names()
 
     # --- lifecycle ---------------------------------------------------------
-    def __enter__(self) -> Lab:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> None:
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -187,13 +177,7 @@ class Lab:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        if proc.popen.poll() is None:
-            proc.popen.send_signal(sig)
-            try:
-                proc.popen.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
+        stop_process(proc.popen, sig, wait)
         proc.logfile.close()
         self._save_state()
 
@@ -270,6 +254,18 @@ class Lab:
         if result.returncode != 0:
             return None
         return result.stdout.strip() or None
+
+    def wait_reachable(self, ip: str, within: float = 60.0,
+                       not_from: str | None = None) -> str:
+        """Poll from the client until ip answers (from a node other than not_from)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            node = self.client_get(ip, timeout=0.5)
+            if node and node != not_from:
+                return node
+            time.sleep(0.05)
+        raise TimeoutError(f"{ip} not reachable from the client within {within}s "
+                           f"(held now by {self.holders(ip) or 'no node'})")
 
     # --- Kubernetes objects ------------------------------------------------
     def _apply_pools(self) -> None:

@@ -41,17 +41,6 @@ def wait_for_ingress(lab: Lab, name: str, timeout: float = 60.0) -> str:
     raise TimeoutError(f"service {DEMO_NAMESPACE}/{name} got no IP within {timeout}s")
 
 
-def wait_reachable(lab: Lab, ip: str, timeout: float = 60.0,
-                   not_from: str | None = None) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        node = lab.client_get(ip, timeout=0.5)
-        if node and node != not_from:
-            return node
-        time.sleep(0.05)
-    raise TimeoutError(f"{ip} not reachable from the client within {timeout}s")
-
-
 def show_service(lab: Lab) -> tuple[str, str]:
     """Create the demo Service and show the client reaching it; (ip, node)."""
     assert lab.cp is not None
@@ -61,7 +50,7 @@ def show_service(lab: Lab) -> tuple[str, str]:
     ip = wait_for_ingress(lab, "nginx")
     allocated = time.monotonic() - created
     progress(f"service {DEMO_NAMESPACE}/nginx got {ip} in {allocated:.2f}s")
-    node = wait_reachable(lab, ip)
+    node = lab.wait_reachable(ip)
     progress(f"client reached http://{ip}/ served by {node} "
              f"{time.monotonic() - created:.2f}s after the Service was created")
     print(lab.cp.kubectl("get", "ipclaims").stdout, file=sys.stderr)
@@ -72,7 +61,7 @@ def failover(lab: Lab, ip: str, node: str) -> None:
     killed = time.monotonic()
     lab.kill_node(node)
     progress(f"killed {node} (link down, agent gone)")
-    other = wait_reachable(lab, ip, not_from=node, timeout=120)
+    other = lab.wait_reachable(ip, within=120, not_from=node)
     progress(f"client reached {ip} on {other} {time.monotonic() - killed:.2f}s after "
              f"{node} died")
 

@@ -1,0 +1,22 @@
+"""Fixtures for tests that run the scheduler against the shared control plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from externalip.controlplane import ControlPlane
+
+
+@pytest.fixture
+def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
+    """No pools or claims left by earlier tests (they are cluster-scoped), and a
+    namespace of this test's own; everything it made is removed afterwards."""
+    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
+    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
+    crds.ensure_namespace(unique)
+    yield crds
+    crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
+    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
+    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
