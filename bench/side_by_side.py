@@ -376,6 +376,10 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
     bench.profile_dir = args.profile if isinstance(impl, OursImpl) else ""  # py-spy: Python only
     try:
         time.sleep(3)
+        if args.scale_only:
+            with bench.profiled("scale", impl.allocator_pids()):
+                bench.scale(args.scale)
+            return
         bench.reach(1, args.runs)
         programs = [p.popen.pid for n, p in lab.procs.items() if n.startswith(impl.program)]
         with bench.profiled("reach100", programs + impl.allocator_pids()):
@@ -403,6 +407,8 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=1000)
     parser.add_argument("--scale-big", type=int, default=0, help="e.g. 10000 (ours only)")
     parser.add_argument("--only", choices=["metallb", "ours"])
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the scale figure (e.g. --scale 10000 --only ours)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--profile", default="",
                         help="directory for py-spy profiles of the programs (if py-spy is found)")
