@@ -1,0 +1,26 @@
+"""Keeps the benchmark scripts alive in CI: the physical-limit benchmark runs
+two rounds and prints its figures, and leaves no namespace behind. (Figures
+are never asserted on: CI machines are noisy.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from externalip.controlplane.binaries import REPO_ROOT
+from externalip.lab.topology import ip
+
+pytestmark = pytest.mark.netns
+
+
+def test_physical_limit_runs_and_cleans_up() -> None:
+    before = set(ip("netns", "list").stdout.split())
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "physical_limit.py"), "2"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "physical limit, reach" in result.stdout
+    assert "physical limit, failover" in result.stdout
+    leftovers = {n for n in ip("netns", "list").stdout.split() if n.startswith("eipb")} - before
+    assert not leftovers
