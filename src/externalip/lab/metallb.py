@@ -73,7 +73,10 @@ def endpoint_slice(service: str, namespace: str, nodes: list[str]) -> dict[str, 
 def load_balancer(name: str, namespace: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": namespace},
+            # no NodePorts: the lab has no kube-proxy, and 30000-32767 holds only
+            # 2,768 of them (a 10,000-Service benchmark ran out)
             "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                     "allocateLoadBalancerNodePorts": False,
                      "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
 
 
