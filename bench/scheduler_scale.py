@@ -99,6 +99,7 @@ def run(count: int) -> None:
                     "apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": name, "namespace": SVC_NS},
                     "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv6"],
+                             "allocateLoadBalancerNodePorts": False,  # 10,000 > NodePorts
                              "ports": [{"port": 80}]}})
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(create, names))

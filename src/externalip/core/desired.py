@@ -76,14 +76,29 @@ class _Allocator:
         self.world = world
         self.want: dict[IPAddress, _Want] = {}
         self.by_ip: dict[IPAddress, Claim] = {}
+        # Service -> addresses a pool gave it (an index: scanning every claim
+        # per Service made each pass quadratic).
+        self.pooled: dict[str, list[IPAddress]] = defaultdict(list)
+        self._taken: dict[int, set[int]] = {}
+        # Where the last search in a pool ended: nothing is freed during a
+        # pass, so the next free address is never below it.
+        self.cursor: dict[str, int] = {}
         for claim in world.claims.values():
             try:
-                self.by_ip[claim_ip(claim.spec.cidr)] = claim
+                ip = claim_ip(claim.spec.cidr)
             except ValueError:
                 continue
+            self.by_ip[ip] = claim
+            if claim.spec.pool:
+                for svc in claim.spec.services:
+                    self.pooled[svc].append(ip)
 
-    def used(self) -> set[IPAddress]:
-        return set(self.by_ip) | set(self.want)
+    def taken(self, version: int) -> set[int]:
+        """Addresses of a family held by claims or by this pass (kept up to date)."""
+        if version not in self._taken:
+            self._taken[version] = {int(ip) for ip in (*self.by_ip, *self.want)
+                                    if ip.version == version}
+        return self._taken[version]
 
     def owners(self, ip: IPAddress) -> set[str]:
         """Services that hold ip in this pass, or held it before and still exist."""
@@ -106,6 +121,8 @@ class _Allocator:
         return True
 
     def take(self, ip: IPAddress, svc: ServiceView, pool: str = "") -> None:
+        if ip.version in self._taken:
+            self._taken[ip.version].add(int(ip))
         want = self.want.setdefault(ip, _Want())
         want.services.add(svc.key)
         want.pool = want.pool or pool
@@ -136,9 +153,7 @@ class _Allocator:
 
 def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
     """Addresses a pool gave this Service earlier (its claims name it and a pool)."""
-    return sorted(
-        (ip for ip, c in alloc.by_ip.items() if svc.key in c.spec.services and c.spec.pool),
-        key=lambda ip: (ip.version, int(ip)))
+    return sorted(alloc.pooled.get(svc.key, ()), key=lambda ip: (ip.version, int(ip)))
 
 
 def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
@@ -199,10 +214,11 @@ def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
                                  + (f" (pool {svc.pool!r} not found or not {fam})"
                                     if svc.pool else "")))
         return None, None
-    used = alloc.used()
     for pool in pools:
-        free = pool.first_free(used)
+        taken = alloc.taken(pool.version)
+        free = pool.first_free(taken, alloc.cursor.get(pool.name, 0))
         if free is not None:
+            alloc.cursor[pool.name] = int(free)
             return free, pool
     plan.events.append(Event(svc.key, WARNING, "PoolExhausted",
                              f"no free {fam} address in pool(s) "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from externalip.core.addresses import IPAddress
@@ -47,11 +47,13 @@ class AddressPool:
             total -= sum(_buggy_inside(first, last) for first, last in self.ranges)
         return total
 
-    def first_free(self, used: Iterable[IPAddress]) -> IPAddress | None:
-        """The lowest usable address not in `used`; None when the pool is full."""
-        taken = {int(ip) for ip in used if ip.version == self.version}
+    def first_free(self, taken: Collection[int], start: int = 0) -> IPAddress | None:
+        """The lowest usable address whose int is not in `taken` and not below
+        `start`; None when the pool is full. Callers allocating many addresses
+        pass one growing set and the last address found as `start`, which
+        keeps a whole pass linear."""
         for first, last in self.ranges:
-            value = first
+            value = max(first, start)
             while value <= last:
                 if value in taken or self._buggy(value):
                     value += 1
