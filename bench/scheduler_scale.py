@@ -13,6 +13,7 @@ as the agent's default).
 from __future__ import annotations
 
 import datetime
+import signal
 import subprocess
 import sys
 import threading
@@ -144,5 +145,7 @@ def run(count: int) -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so the control plane and scheduler are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n in [int(a) for a in sys.argv[1:]] or [1000, 10000]:
         run(n)
