@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -117,4 +118,6 @@ def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM (make, timeout) unwinds like Ctrl-C, so the lab is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
