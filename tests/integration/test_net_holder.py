@@ -203,3 +203,29 @@ async def test_nothing_announced_on_lo(net: Net) -> None:
         assert "203.0.113.5" in lo
     finally:
         await holder.close()
+
+
+async def test_an_address_kept_but_not_held_before_is_announced(net: Net) -> None:
+    """A leftover of ours whose claim comes back (or an agent restart adopting
+    it) must be announced: clients may still point at another node's MAC."""
+    want = Want(IF("192.0.2.60/32"), net.dev, ("c1",))
+    first = await hold(net, [want])
+    await first.close()  # the agent goes away; the address stays within its lifetime
+    await asyncio.sleep(3.5)  # the first holder's announcements are over
+    with Capture(net.client, net.cdev) as cap:
+        second = await hold(net, [want])
+        try:
+            assert "192.0.2.60" in net.addresses()  # kept, not re-added
+            garp = await cap.until(lambda f: (x := parse_arp(f)) and
+                                   str(x["sender_ip"]) == "192.0.2.60" and x)
+            assert garp and garp["sender_mac"] == net.mac
+            with entered(net.node):
+                await second.reconcile([want])  # held now: nothing new to say
+            await asyncio.sleep(3.5)
+            count = len([f for f in map(parse_arp, cap.frames)
+                         if f and str(f["sender_ip"]) == "192.0.2.60"])
+            await asyncio.sleep(1.0)
+            assert count == len([f for f in map(parse_arp, cap.frames)
+                                 if f and str(f["sender_ip"]) == "192.0.2.60"])
+        finally:
+            await second.close()

@@ -109,6 +109,14 @@ class AddressHolder:
                        reason=reason)
             for owner in want.owners:
                 problems[owner] = reason
+        # An address we keep but did not hold on the previous pass (a leftover
+        # of ours, still within its lifetime, whose claim has come back) is
+        # news to the segment: the clients' ARP/ND entries may still point at
+        # the node that held it meanwhile. Announce it as if we had added it.
+        previous = {(w.link, w.interface) for w in self.held}
+        for want in todo.keep:
+            if (want.link, want.interface) not in previous and want.link in self._links:
+                self.announcer.announce(self._links[want.link], want.interface.ip)
         for want in todo.add:
             if await self._step(want, problems, "add"):
                 self._renewed[(want.link, want.interface)] = now
