@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from externalip.controlplane import ControlPlane
+from tests.integration.scheduler_harness import FakeAgents
 
 
 @pytest.fixture
@@ -20,3 +21,11 @@ def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
     crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
     crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
     crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
+
+
+@pytest.fixture
+def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
+    """Three Ready nodes whose agents' Leases the test renews (kill/revive per node)."""
+    fake = FakeAgents(clean, ["node-a", "node-b", "node-c"])
+    yield fake
+    fake.stop()

@@ -4,7 +4,6 @@ real API server, with fake agents (Leases written by the test)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from tests.integration.scheduler_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
-    fake = FakeAgents(clean, ["node-a", "node-b", "node-c"])
-    yield fake
-    fake.stop()
 
 
 def apply(cp: ControlPlane, *docs: dict[str, object]) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ from tests.integration.scheduler_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
-    fake = FakeAgents(clean, ["node-a", "node-b"])
-    yield fake
-    fake.stop()
 
 
 async def create_services(kube: AsyncClient, ns: str, count: int, v6: bool = False) -> None:
