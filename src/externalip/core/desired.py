@@ -157,6 +157,15 @@ def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
 
 
 def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
+    """One address per family the Service asks for, for status.loadBalancer.ingress.
+
+    Unlike the seed, a LoadBalancer address is NOT appended to spec.externalIPs:
+    kube-proxy already routes the ingress IP (ipMode: VIP), writing the spec
+    would be a third write per Service and one the user's own apply would
+    fight over (the spec is theirs, the status ours), and clusters that deny
+    spec.externalIPs (the CVE-2020-8554 admission policy) could then not use
+    LoadBalancer Services at all.
+    """
     held = [ip for ip in _held(alloc, svc) if str(ip) not in svc.external_ips]
     requested: dict[str, IPAddress] = {}
     for text in svc.requested:
