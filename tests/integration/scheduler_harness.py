@@ -106,6 +106,10 @@ class FakeAgents:
         self.cp.kubectl("delete", "node", *self.nodes, "--ignore-not-found", check=False)
 
 
+def apply(cp: ControlPlane, *docs: dict[str, object]) -> None:
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
 def get(cp: ControlPlane, *args: str) -> Any:
     return json.loads(cp.kubectl("get", *args, "-o", "json").stdout)
 

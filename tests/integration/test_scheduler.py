@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from externalip.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     FakeAgents,
+    apply,
     claims,
     events,
     get,
@@ -24,10 +24,6 @@ from tests.integration.scheduler_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-def apply(cp: ControlPlane, *docs: dict[str, object]) -> None:
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
 def test_lb_service_gets_an_ip_and_releases_it(clean: ControlPlane, agents: FakeAgents,

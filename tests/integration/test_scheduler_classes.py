@@ -6,16 +6,15 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from externalip.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     FakeAgents,
+    apply,
     claims,
     ingress,
     lb_service,
@@ -25,18 +24,6 @@ from tests.integration.scheduler_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def agents(clean: ControlPlane) -> Iterator[FakeAgents]:
-    """Defined here too so this file does not depend on another module's fixture."""
-    fake = FakeAgents(clean, ["node-a", "node-b"])
-    yield fake
-    fake.stop()
-
-
-def apply(cp: ControlPlane, *docs: dict[str, object]) -> None:
-    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
 
 
 def free_port() -> int:
