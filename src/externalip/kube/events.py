@@ -9,7 +9,6 @@ cluster-scoped objects (pools, claims) go to the `default` namespace, where
 
 from __future__ import annotations
 
-import datetime
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from lightkube.core.exceptions import ApiError
 
 from externalip import log
 from externalip.kube.client import raw_http
+from externalip.kube.times import now_rfc3339
 
 _log = log.get(__name__)
 
@@ -45,10 +45,6 @@ class ObjectRef:
             namespace=meta.get("namespace", ""),
             uid=meta.get("uid", ""),
         )
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:

@@ -12,7 +12,6 @@ writer at any time, given renew_deadline < lease_duration.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,12 +21,9 @@ from lightkube import AsyncClient
 
 from externalip import log
 from externalip.kube.client import raw_http
+from externalip.kube.times import now_micro
 
 _log = log.get(__name__)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -76,7 +72,7 @@ class LeaderElector:
     def _spec(self, transitions: int, acquired: str) -> dict[str, Any]:
         return {"holderIdentity": self.identity,
                 "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                "acquireTime": acquired, "renewTime": _now(),
+                "acquireTime": acquired, "renewTime": now_micro(),
                 "leaseTransitions": transitions}
 
     async def try_acquire_or_renew(self) -> bool:
@@ -84,7 +80,7 @@ class LeaderElector:
         resp = await self._http.get(self._path)
         if resp.status_code == 404:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name}, "spec": self._spec(0, _now())}
+                    "metadata": {"name": self.name}, "spec": self._spec(0, now_micro())}
             created = await self._http.post(self._collection, json=body)
             if created.status_code in (200, 201):
                 self._won(started)
@@ -103,10 +99,10 @@ class LeaderElector:
             self._set(False)
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
-        acquired = spec.get("acquireTime") or _now()
+        acquired = spec.get("acquireTime") or now_micro()
         if holder != self.identity:
             transitions += 1
-            acquired = _now()
+            acquired = now_micro()
         lease["spec"] = self._spec(transitions, acquired)
         updated = await self._http.put(self._path, json=lease)
         if updated.status_code == 200:

@@ -7,16 +7,12 @@ scheduler reads to decide where IPs may go.
 
 from __future__ import annotations
 
-import datetime
 import json
 
 import yaml
 
 from externalip.controlplane import ControlPlane
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from externalip.kube.times import now_rfc3339
 
 
 def create(cp: ControlPlane, name: str, address: str) -> None:
@@ -32,8 +28,8 @@ def set_ready(cp: ControlPlane, name: str, ready: bool, address: str = "") -> No
     status: dict[str, object] = {"conditions": [{
         "type": "Ready", "status": "True" if ready else "False",
         "reason": "KubeletReady" if ready else "LabMarkedNotReady",
-        "message": "set by externalip lab", "lastHeartbeatTime": _now(),
-        "lastTransitionTime": _now()}]}
+        "message": "set by externalip lab", "lastHeartbeatTime": now_rfc3339(),
+        "lastTransitionTime": now_rfc3339()}]}
     if address:
         status["addresses"] = [{"type": "InternalIP", "address": address},
                                {"type": "Hostname", "address": name}]

@@ -48,6 +48,7 @@ from externalip.agent.plan import Want
 from externalip.kube.client import connect
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
+from externalip.kube.times import now_rfc3339
 from externalip.net.conflict import ConflictWatcher
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
@@ -64,10 +65,6 @@ from externalip.resources import (
 _log = log.get(__name__)
 MESSAGE_MAX = 1024  # the CRD's limit on status.message
 STATUS_WRITES_IN_FLIGHT = 8
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _status_patch(status: ClaimStatus) -> dict[str, Any]:
@@ -207,7 +204,7 @@ class Agent:
     async def _write_statuses(
         self, claims: list[Claim], held: set[str], problems: dict[str, str]
     ) -> None:
-        writes = status_writes(claims, self.node, held=held, problems=problems, now=_now(),
+        writes = status_writes(claims, self.node, held=held, problems=problems, now=now_rfc3339(),
                                written=self._written)
         by_name = {c.name: c for c in claims}
         # A few writes in flight: after a failover 1,000 statuses are due, and

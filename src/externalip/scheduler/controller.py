@@ -26,8 +26,9 @@ from externalip.core import desired
 from externalip.core.addresses import claim_ip
 from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
 from externalip.kube.client import raw_http
-from externalip.kube.events import WARNING, EventRecorder, ObjectRef, now_rfc3339
+from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
+from externalip.kube.times import now_rfc3339
 from externalip.resources import Claim, IpClaimPoolResource, IpClaimResource, Pool
 from externalip.scheduler import metrics, views
 from externalip.scheduler.liveness import LeaseTracker
