@@ -20,11 +20,11 @@ deps: venv k8s-binaries helm ## everything a fresh machine needs: apt packages, 
 
 venv: $(BIN)/externalip ## the Python virtualenv with the package and its dev tools
 
-$(BIN)/externalip: pyproject.toml
+$(BIN)/externalip: pyproject.toml lab/pyproject.toml
 	@echo "[deps] creating $(VENV) and installing the package"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/pip install -q -e '.[dev]' -e ./lab
 	@touch $@
 
 helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the chart's tests
@@ -33,9 +33,10 @@ helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the cha
 k8s-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/externalip)
 	@bash tools/build-k8s.sh >/dev/null
 
-lint: venv ## ruff and mypy (strict)
-	$(BIN)/ruff check src tests $(wildcard bench)
+lint: venv ## ruff, mypy (strict) and the import layers (.importlinter)
+	$(BIN)/ruff check src lab/src tests $(wildcard bench)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: deps lint ## lint, then unit, integration and end-to-end tests (root needed for network namespaces)
 	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
@@ -53,4 +54,4 @@ bench: deps ## run the benchmarks (not part of CI); figures go to docs/benchmark
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## remove the virtualenv and caches in the checkout (not the Kubernetes binaries)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info lab/src/*.egg-info

@@ -7,7 +7,7 @@ file does nothing).
 - `ServiceWatch`: one watch on Services, recording when each first got an IP;
 - `ClientProbes`: threads living in the client namespace that GET http://IP/
   until the first 200, so "reachable" is seen from where a user stands;
-- `Probe`: the lab's prober process (externalip.lab.probe) for failover;
+- `Probe`: the lab's prober process (externalip_lab.probe) for failover;
 - `summary`: median / p99 / min / max of a list of seconds.
 
 All times are CLOCK_MONOTONIC, one clock for every namespace.
@@ -36,8 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from externalip.controlplane import ControlPlane
-from externalip.lab.probe import ask
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.probe import ask
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000
@@ -314,13 +314,13 @@ class Pending:
 
 
 class Probe:
-    """externalip.lab.probe in the client namespace; events = [(t, node or None)]."""
+    """externalip_lab.probe in the client namespace; events = [(t, node or None)]."""
 
     def __init__(self, netns: str, address: str) -> None:
         self.events: list[tuple[float, str | None]] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, sys.executable, "-m", "externalip.lab.probe",
+            ["ip", "netns", "exec", netns, sys.executable, "-m", "externalip_lab.probe",
              address, str(PROBE_INTERVAL), str(PROBE_TIMEOUT)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()

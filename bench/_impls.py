@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from externalip.lab.lab import POOL_NAME, Lab
-from externalip.lab.metallb import MetalLB, endpoint_slice, load_balancer
+from externalip_lab.lab import POOL_NAME, Lab
+from externalip_lab.metallb import MetalLB, endpoint_slice, load_balancer
 
 # Both allocate from the same ranges. REACH covers 100 Services at once on the
 # lab's L2 segment; SCALE (RFC 2544's benchmarking range, never routed) holds

@@ -38,12 +38,13 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
 
-from externalip.controlplane import ControlPlane
+from externalip.core.model import NODE_LABEL
 from externalip.kube.client import connect
-from externalip.lab.apiproxy import ApiProxy
-from externalip.lab.netns import NetnsSet, entered, ip
+from externalip.kube.resources import IpClaimResource, IpNodeResource
 from externalip.net.announce import parse_arp
-from externalip.resources import NODE_LABEL, IpClaimResource, IpNodeResource
+from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.netns import NetnsSet, entered, ip
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "externalip"

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 
 CRDS = Path(__file__).resolve().parents[1] / "deploy" / "crds"
 

@@ -27,8 +27,8 @@ import time
 
 from _common import ClientProbes, Probe, enter_netns, summary
 
-from externalip.lab.topology import Topology, ip
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, arp_frame
+from externalip_lab.topology import Topology, ip
 
 
 def packet_socket(netns: str) -> tuple[socket.socket, bytes]:
@@ -64,7 +64,7 @@ def main(runs: int) -> None:
         for node in topo.node_names():
             backends.append(subprocess.Popen(
                 ["ip", "netns", "exec", topo.node_ns(node), sys.executable, "-m",
-                 "externalip.lab.backend", node]))
+                 "externalip_lab.backend", node]))
         socks = {n: packet_socket(topo.node_ns(n)) for n in topo.node_names()}
         time.sleep(1.0)  # backends listening
         probes = ClientProbes(topo.client, 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from _common import Api, ServiceWatch, p99, rss_cpu, summary  # type: ignore[import-not-found]
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 NS, SVC_NS = "externalip", "scale"

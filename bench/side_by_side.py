@@ -54,8 +54,8 @@ from _common import (
 )
 from _impls import SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
-from externalip.lab.lab import Lab, progress
-from externalip.lab.topology import ip
+from externalip_lab.lab import Lab, progress
+from externalip_lab.topology import ip
 
 NS = "bench"
 Results = dict[str, dict[str, float]]

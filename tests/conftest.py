@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from lightkube import AsyncClient
 
-from externalip.controlplane import ControlPlane
 from externalip.kube.client import connect
+from externalip_lab.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds"

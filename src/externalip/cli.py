@@ -1,11 +1,17 @@
-"""The `externalip` command: one entry point, a subcommand per program."""
+"""The `externalip` command: one entry point, a subcommand per program.
+
+Other distributions add subcommands through the `externalip.commands` entry
+point group (the lab does: `externalip lab`); each entry point is a function
+that adds its parser to the subparsers and sets `run` on it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from externalip import __version__
 from externalip.settings import AGENT, SCHEDULER, SIMPLE, add_flags
@@ -21,6 +27,13 @@ PROGRAMS: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 
 
+def _program(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(opts: argparse.Namespace) -> int:
+        code: int = importlib.import_module(f"externalip.programs.{module}").main(opts)
+        return code
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="externalip",
@@ -32,34 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (aliases, module, help_text) in PROGRAMS.items():
         p = sub.add_parser(name, aliases=list(aliases), help=help_text, description=help_text)
         add_flags(p, name)
-        p.set_defaults(program=module)
-    lab = sub.add_parser("lab", help="the whole system on this machine, in network namespaces",
-                         description="Runs a real control plane, nodes in network namespaces "
-                         "and a client, all on this machine (root needed).")
-    lab.set_defaults(program="lab")
-    lab.add_argument("action", choices=["up", "down", "status", "demo"], nargs="?", default="up")
-    lab.add_argument("--nodes", type=int, default=3, help="number of node namespaces (default 3)")
-    lab.add_argument("--mode", choices=["claims", "simple"], default="claims",
-                     help="operating mode to run in the lab (default claims)")
-    lab.add_argument("--no-hold", action="store_true",
-                     help="up: remove the lab again once the Service is reachable")
+        p.set_defaults(program=module, run=_program(module))
     status = sub.add_parser("status", help="pools, claims, nodes and waiting Services")
-    status.set_defaults(program="status")
+    status.set_defaults(run=_program("status"))
     status.add_argument("--kubeconfig", default="", help="kubeconfig file")
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    for plugin in entry_points(group="externalip.commands"):
+        plugin.load()(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
-    try:
-        module = importlib.import_module(f"externalip.programs.{opts.program}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"externalip.programs.{opts.program}":
-            raise
-        print(f"externalip {opts.command}: not implemented yet", file=sys.stderr)
-        return 2
-    code: int = module.main(opts)
+    code: int = opts.run(opts)
     return code
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from externalip.lab.lab import Lab
-from externalip.lab.topology import leftover_namespaces
+from externalip_lab.lab import Lab
+from externalip_lab.topology import leftover_namespaces
 
 NS = "e2e"
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from externalip.lab.bgp import BgpFabric
-from externalip.lab.lab import Lab
-from externalip.lab.topology import leftover_namespaces, node_addresses
+from externalip_lab.bgp import BgpFabric
+from externalip_lab.lab import Lab
+from externalip_lab.topology import leftover_namespaces, node_addresses
 from tests.e2e.conftest import NS, service
 from tests.helpers import wait_for
 

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from externalip.lab.lab import Lab
-from externalip.lab.topology import node_addresses
+from externalip_lab.lab import Lab
+from externalip_lab.topology import node_addresses
 from tests.e2e.conftest import NS, claims, service, wait_ingress, wait_reachable
 from tests.helpers import wait_for
 
@@ -66,7 +66,7 @@ def test_a_node_that_returns_does_not_take_the_ip_back(healthy: Lab) -> None:
 def arp_responders(lab: Lab, ip: str, seconds: float) -> set[str]:
     """MAC addresses that answer ARP for ip, as seen from the client, over a period."""
     out = subprocess.run(["ip", "netns", "exec", lab.topology.client, sys.executable, "-m",
-                          "externalip.lab.arpscan", ip, str(seconds)], capture_output=True,
+                          "externalip_lab.arpscan", ip, str(seconds)], capture_output=True,
                          text=True,
                          check=True, timeout=seconds + 30).stdout
     return set(out.split())

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from externalip.lab.lab import POOL_NAME, Lab
-from externalip.lab.topology import POOL4, POOL6
-from externalip.lab.topology import ip as ipcmd
+from externalip_lab.lab import POOL_NAME, Lab
+from externalip_lab.topology import POOL4, POOL6
+from externalip_lab.topology import ip as ipcmd
 from tests.e2e.conftest import (
     NS,
     claims,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from externalip.lab.lab import Lab
+from externalip_lab.lab import Lab
 from tests.e2e.conftest import NS, service, wait_ingress, wait_reachable
 from tests.helpers import wait_for
 

@@ -21,10 +21,11 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 
-from externalip.controlplane import ControlPlane
-from externalip.lab.apiproxy import ApiProxy
-from externalip.lab.netns import NetnsSet, ip
-from externalip.resources import NODE_LABEL, IpClaimResource
+from externalip.core.model import NODE_LABEL
+from externalip.kube.resources import IpClaimResource
+from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.netns import NetnsSet, ip
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "externalip"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 from tests.integration.scheduler_harness import FakeAgents
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 from tests.conftest import REPO
 from tests.helpers import wait_for
 

@@ -15,11 +15,11 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.coordination_v1 import Lease
 
-from externalip.controlplane import ControlPlane
-from externalip.lab.apiproxy import ApiProxy
-from externalip.lab.netns import Capture, entered, ip
+from externalip.kube.resources import IpClaimResource, IpNodeResource
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
-from externalip.resources import IpClaimResource, IpNodeResource
+from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.netns import Capture, entered, ip
 from tests.helpers import eventually
 from tests.integration.agentrig import NAMESPACE, Rig
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from externalip.controlplane.binaries import REPO_ROOT
-from externalip.lab.topology import ip
+from externalip_lab.controlplane.binaries import REPO_ROOT
+from externalip_lab.topology import ip
 
 pytestmark = pytest.mark.netns
 

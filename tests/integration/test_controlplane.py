@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

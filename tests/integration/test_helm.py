@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 from tests.integration.test_deploy_config import BY_ENV
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from lightkube import AsyncClient
 
-from externalip.controlplane import ControlPlane
 from externalip.kube.informer import ADDED, DELETED, MODIFIED, Informer
-from externalip.resources import IpClaimResource
+from externalip.kube.resources import IpClaimResource
+from externalip_lab.controlplane import ControlPlane
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration

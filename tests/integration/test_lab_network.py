@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from externalip.controlplane import ControlPlane
-from externalip.lab.apiproxy import ApiProxy
-from externalip.lab.topology import CLIENT4, Topology, leftover_namespaces, node_addresses
+from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.topology import CLIENT4, Topology, leftover_namespaces, node_addresses
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
@@ -59,9 +59,9 @@ def test_api_proxy_reaches_the_control_plane_from_a_namespace_and_partitions(
 def test_backend_answers_with_the_node_name_and_the_probe_reports_it(topo: Topology) -> None:
     ns = topo.node_ns("node1")
     backend = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
-                                "externalip.lab.backend", "node1"])
+                                "externalip_lab.backend", "node1"])
     probe = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable, "-m",
-                              "externalip.lab.probe", node_addresses(1)[0]],
+                              "externalip_lab.probe", node_addresses(1)[0]],
                              stdout=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: in_ns(topo.client, "curl", "-s", "-m1",

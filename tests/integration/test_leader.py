@@ -8,9 +8,9 @@ import asyncio
 import pytest
 from lightkube import AsyncClient
 
-from externalip.controlplane import ControlPlane
 from externalip.kube.client import raw_http
 from externalip.kube.leader import LeaderElector
+from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

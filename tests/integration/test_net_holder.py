@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from externalip.agent.plan import Want
-from externalip.lab.netns import Capture, NetnsSet, entered, ip
+from externalip.core.holding import Want
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
 from externalip.net.holder import AddressHolder
 from externalip.net.netlink import PROTO, Netlink
+from externalip_lab.netns import Capture, NetnsSet, entered, ip
 
 pytestmark = pytest.mark.netns
 IF = ipaddress.ip_interface

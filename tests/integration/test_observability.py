@@ -8,9 +8,9 @@ import json
 import pytest
 from lightkube import AsyncClient
 
-from externalip.controlplane import ControlPlane
+from externalip.health import serve
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
-from externalip.observability import serve
+from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

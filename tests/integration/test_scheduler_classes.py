@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from externalip.controlplane import ControlPlane
+from externalip_lab.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     FakeAgents,

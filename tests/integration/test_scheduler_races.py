@@ -15,8 +15,8 @@ import yaml
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Service
 
-from externalip.controlplane import ControlPlane
 from externalip.kube.client import raw_http
+from externalip_lab.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     NS,

@@ -15,9 +15,9 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Service
 from lightkube.types import PatchType
 
-from externalip.controlplane import ControlPlane
-from externalip.lab.netns import Capture, ip
 from externalip.net.announce import parse_arp
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.netns import Capture, ip
 from tests.helpers import eventually
 from tests.integration.agentrig import Rig
 

@@ -49,6 +49,15 @@ def test_wheel_holds_the_package_and_its_command(wheel: Path) -> None:
     assert "externalip/cli.py" in names
     assert "externalip/py.typed" in names
     assert not any(n.startswith("tests/") for n in names)
+    # the runtime only: the lab, the test control plane and the bench are the
+    # lab/ distribution, and nothing of theirs may ride along into the image
+    assert not any(n.startswith(("externalip_lab/", "externalip/lab/",
+                                 "externalip/controlplane/", "bench/")) for n in names)
+    metadata = next(n for n in names if n.endswith("METADATA"))
+    requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert requires and not any("cryptography" in r or "PyYAML" in r for r in requires)
+    assert all("<" in r for r in requires), f"runtime dependencies need upper bounds: {requires}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "externalip = externalip.cli:main" in zipfile.ZipFile(wheel).read(
         entry_points).decode()
@@ -65,7 +74,7 @@ def test_wheel_installs_in_a_clean_venv_and_the_command_runs(
     assert "EXTERNALIP_IFACE" in agent_help
     run(venv / "bin" / "python", "-c",
         "import lightkube, pyroute2, prometheus_client, structlog; "
-        "import externalip.kube.informer, externalip.observability")
+        "import externalip.kube.informer, externalip.health")
 
 
 def test_dockerfile_installs_the_wheel_and_runs_the_command() -> None:

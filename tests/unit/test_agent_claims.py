@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from externalip.agent.claims import node_status, status_writes, wants_from_claims
-from externalip.resources import Claim, ClaimSpec, ClaimStatus
+from externalip.core.claims import node_status, status_writes, wants_from_claims
+from externalip.core.model import Claim, ClaimSpec, ClaimStatus
 
 
 def claim(name: str, cidr: str, node: str = "n1", link: str = "", *,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from externalip.agent.fence import Fence
-from externalip.agent.plan import Want
+from externalip.core.fence import Fence
+from externalip.core.holding import Want
 
 A = Want(ipaddress.ip_interface("192.0.2.200/32"), "eth0", ("192-0-2-200-32",))
 B = Want(ipaddress.ip_interface("2001:db8::200/128"), "eth0", ("2001-db8--200-128",))

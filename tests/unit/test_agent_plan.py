@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
-from externalip.agent.plan import Have, Want, plan
+from externalip.core.holding import Have, Want, plan
 
 IF = ipaddress.ip_interface
 LINKS = {"eth0", "eth1", "lo"}

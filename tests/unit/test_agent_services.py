@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from externalip.agent.services import SimpleOptions, wants_from_services
+from externalip.core.simple import SimpleOptions, wants_from_services
 
 
 def svc(name: str, ips: list[str], type_: str = "ClusterIP", ingress: list[str] | None = None,

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from externalip.core import placement
 from externalip.core.desired import Plan, World, plan
+from externalip.core.model import Claim, LabelSelector, Pool, PoolSpec
 from externalip.core.pools import build
 from externalip.core.services import ServiceView
-from externalip.resources import Claim, LabelSelector, Pool, PoolSpec
 
 POOL = build(Pool("lab", PoolSpec(cidr="192.0.2.0/24", ranges=(("192.0.2.200", "192.0.2.209"),))))
 POOL6 = build(Pool("lab6", PoolSpec(cidr="2001:db8::/64",

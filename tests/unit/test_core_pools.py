@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from externalip.core.addresses import claim_name, parse_ip
+from externalip.core.model import Pool, PoolSpec
 from externalip.core.pools import AddressPool, PoolError, build
-from externalip.resources import Pool, PoolSpec
 
 
 def pool(cidr: str, ranges: tuple[tuple[str, str], ...] = (), **kw: bool) -> AddressPool:

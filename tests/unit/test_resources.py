@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from externalip.resources import NODE_LABEL, Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+from externalip.core.model import NODE_LABEL, Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
 
 
 def test_seed_pool_parses_with_defaults() -> None:

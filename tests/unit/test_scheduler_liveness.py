@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from externalip.scheduler.liveness import LeaseTracker
+from externalip.kube.leases import LeaseTracker
 
 
 class Clock:

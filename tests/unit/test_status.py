@@ -6,8 +6,8 @@ import datetime
 import json
 from typing import Any
 
+from externalip.core.model import Claim, Pool
 from externalip.programs import status
-from externalip.resources import Claim, Pool
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 SEED_POOL = {"cidr": "192.168.0.248/29",

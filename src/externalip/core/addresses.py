@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def parse_ip(text: str) -> IPAddress:

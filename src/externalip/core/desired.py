@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 
 from externalip.core import placement
 from externalip.core.addresses import IPAddress, claim_ip, claim_name, family, parse_ip
+from externalip.core.model import Claim, ClaimSpec, LabelSelector
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView
-from externalip.resources import Claim, ClaimSpec, LabelSelector
 
 NORMAL, WARNING = "Normal", "Warning"
 

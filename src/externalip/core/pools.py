@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from externalip.core.addresses import IPAddress
-from externalip.resources import Pool
+from externalip.core.model import Pool
 
 MAX_REPORTED = 2**63 - 1  # status fields are int64
 

@@ -23,8 +23,10 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 from externalip import log
+from externalip.core.addresses import IPAddress
 from externalip.net.announce import parse_arp, parse_na
 
 _log = log.get(__name__)
@@ -46,7 +48,6 @@ _NA_FILTER = (
     (0x06, 0, 0, 0),       # drop
 )
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (address, MAC that announced it, interface index)
 Listener = Callable[[IPAddress, bytes, int], None]
 
@@ -120,3 +121,13 @@ def _ifindex(addr: tuple[object, ...]) -> int:
         return socket.if_nametoindex(str(addr[0]))
     except OSError:
         return 0
+
+
+def own_macs() -> set[bytes]:
+    """MAC addresses of this node's interfaces (a foreign MAC is another node)."""
+    macs = set()
+    for _, name in socket.if_nameindex():
+        with contextlib.suppress(OSError, ValueError):
+            text = Path(f"/sys/class/net/{name}/address").read_text().strip()
+            macs.add(bytes.fromhex(text.replace(":", "")))
+    return macs

@@ -21,7 +21,8 @@ from prometheus_client import Counter, Gauge
 from pyroute2.netlink.exceptions import NetlinkError
 
 from externalip import log
-from externalip.agent.plan import Have, IPInterface, Plan, Want, plan
+from externalip.core.addresses import IPInterface
+from externalip.core.holding import Have, Plan, Want, plan
 from externalip.net.announce import Announcer
 from externalip.net.netlink import AddressExistsError, Link, Netlink
 

@@ -32,7 +32,7 @@ from pyroute2.netlink.rtnl import (
     RTMGRP_LINK,
 )
 
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from externalip.core.addresses import IPInterface
 
 # Our mark in IFA_PROTO. The kernel reserves 0-3 (unspec, loopback, RA, link
 # local); 0xE1 ("E", "I") is not used by any software we know of.

@@ -10,9 +10,9 @@ import signal
 import socket
 
 from externalip import log
+from externalip.health import serve
 from externalip.kube.client import connect
 from externalip.kube.leader import LeaderElector
-from externalip.observability import serve
 from externalip.scheduler import metrics
 from externalip.scheduler.controller import Options, Scheduler
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from externalip.core.model import Claim, IpNode, Pool
 from externalip.core.pools import PoolError
 from externalip.core.pools import build as build_pool
 from externalip.kube.client import connect, raw_http
-from externalip.resources import Claim, IpNode, Pool
 
 NAMESPACE = "externalip"
 LEADER_LEASE = "externalip-scheduler"  # --leader-elect-resource-name default

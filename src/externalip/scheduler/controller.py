@@ -24,14 +24,15 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from externalip import log
 from externalip.core import desired
 from externalip.core.addresses import claim_ip
+from externalip.core.model import Claim, Pool
 from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
 from externalip.kube.client import raw_http
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
+from externalip.kube.leases import LeaseTracker
+from externalip.kube.resources import IpClaimPoolResource, IpClaimResource
 from externalip.kube.times import now_rfc3339
-from externalip.resources import Claim, IpClaimPoolResource, IpClaimResource, Pool
 from externalip.scheduler import metrics, views
-from externalip.scheduler.liveness import LeaseTracker
 from externalip.scheduler.writer import Writer, remember
 
 _log = log.get(__name__)

@@ -17,8 +17,9 @@ import httpx2 as httpx
 
 from externalip import log
 from externalip.core.desired import Plan
+from externalip.core.model import Claim
 from externalip.kube.paths import collection_path
-from externalip.resources import Claim, IpClaimPoolResource, IpClaimResource
+from externalip.kube.resources import IpClaimPoolResource, IpClaimResource
 from externalip.scheduler.metrics import FAILOVERS, WRITES
 
 _log = log.get(__name__)

@@ -32,10 +32,10 @@ from typing import Any
 
 import yaml
 
-from externalip.controlplane.binaries import REPO_ROOT
-from externalip.controlplane.server import free_port
-from externalip.lab.lab import PROXY_PORT, Lab, progress
-from externalip.lab.topology import POOL4, ip, node_addresses, sysctl
+from externalip_lab.controlplane.binaries import REPO_ROOT
+from externalip_lab.controlplane.server import free_port
+from externalip_lab.lab import PROXY_PORT, Lab, progress
+from externalip_lab.topology import POOL4, ip, node_addresses, sysctl
 
 NAMESPACE = "metallb-system"
 BUILD_SCRIPT = REPO_ROOT / "tools" / "build-metallb.sh"

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from externalip.lab.topology import CLIENT4, Topology, ip, sysctl
-from externalip.processes import stop_process
+from externalip_lab.processes import stop_process
+from externalip_lab.topology import CLIENT4, Topology, ip, sysctl
 
 ROUTER4 = "192.0.2.1"
 ROUTER_AS, NODE_AS = 65000, 65001

@@ -6,7 +6,7 @@ CLOCK_MONOTONIC is one clock for the whole machine, across network
 namespaces, so the lab can subtract the time it killed a node from the time
 the client first got an answer from another node.
 
-    python -m externalip.lab.probe IP [INTERVAL_S] [TIMEOUT_S]
+    python -m externalip_lab.probe IP [INTERVAL_S] [TIMEOUT_S]
 """
 
 from __future__ import annotations

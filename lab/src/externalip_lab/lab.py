@@ -24,21 +24,13 @@ from typing import IO
 import yaml
 
 from externalip import log
-from externalip.controlplane import ControlPlane
-from externalip.controlplane.binaries import REPO_ROOT
-from externalip.controlplane.server import free_port
-from externalip.lab import nodes as k8s_nodes
-from externalip.lab.apiproxy import ApiProxy
-from externalip.lab.topology import (
-    POOL4,
-    POOL6,
-    SUBNET4,
-    SUBNET6,
-    Topology,
-    ip,
-    node_addresses,
-)
-from externalip.processes import StartStop, stop_process
+from externalip_lab import nodes as k8s_nodes
+from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.controlplane import ControlPlane
+from externalip_lab.controlplane.binaries import REPO_ROOT
+from externalip_lab.controlplane.server import free_port
+from externalip_lab.processes import StartStop, stop_process
+from externalip_lab.topology import POOL4, POOL6, SUBNET4, SUBNET6, Topology, ip, node_addresses
 
 _log = log.get(__name__)
 
@@ -109,7 +101,7 @@ class Lab(StartStop):
             self.proxies[node] = ApiProxy(self.topology.node_ns(node),
                                           self.cp.apiserver_port, PROXY_PORT).start()
             self._spawn_in_node(node, f"backend-{node}",
-                                [sys.executable, "-m", "externalip.lab.backend", node])
+                                [sys.executable, "-m", "externalip_lab.backend", node])
             if self.mode != "none":
                 self.start_agent(node)
             progress(f"{node}: API proxy, backend and {self.mode} program running")

@@ -16,13 +16,11 @@ misconfigured host take a Service down.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from externalip.agent.plan import Want
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from externalip.core.addresses import IPAddress
+from externalip.core.holding import Want
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Typed views of our custom resources, and the lightkube classes that reach them.
+"""Typed views of our custom resources. Pure: no client library is imported here.
 
 The rest of the code base works with these frozen dataclasses only; the
-conversion from and to the API's JSON lives here, in one place. Parsing is
+conversion from and to the API's JSON lives here, in one place (the classes
+that address the resources on the API server are in kube.resources). Parsing is
 lenient where old objects may lack a field (the seed's pools had no
 `autoAssign`), and strict where a wrong value would mean a wrong IP.
 """
@@ -12,19 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightkube.generic_resource import create_global_resource
-
 from externalip import API_GROUP, API_VERSION
-
-IpClaimPoolResource = create_global_resource(
-    API_GROUP, API_VERSION, "IpClaimPool", "ipclaimpools"
-)
-IpClaimResource = create_global_resource(API_GROUP, API_VERSION, "IpClaim", "ipclaims")
-IpNodeResource = create_global_resource(API_GROUP, API_VERSION, "IpNode", "ipnodes")
 
 # Label the scheduler puts on a claim so an agent can watch only its own claims
 # (the seed used the same label).
 NODE_LABEL = "ipnode"
+# The CRDs' limit on status messages.
+MESSAGE_MAX = 1024
 
 
 @dataclass(frozen=True)

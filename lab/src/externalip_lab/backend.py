@@ -3,7 +3,7 @@ namespace that answers every request with the node's name, on every address
 of the namespace (so on any VIP the node holds). The client thus sees which
 node serves a VIP.
 
-    python -m externalip.lab.backend NAME [PORT]
+    python -m externalip_lab.backend NAME [PORT]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 request for the IP every 100 ms for a while and prints the MAC addresses that
 replied, space-separated. Two MACs mean two nodes claim the IP (split brain).
 
-    python -m externalip.lab.arpscan IP SECONDS [IFACE] [SENDER_IP]
+    python -m externalip_lab.arpscan IP SECONDS [IFACE] [SENDER_IP]
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import json
 
 import yaml
 
-from externalip.controlplane import ControlPlane
 from externalip.kube.times import now_rfc3339
+from externalip_lab.controlplane import ControlPlane
 
 
 def create(cp: ControlPlane, name: str, address: str) -> None:

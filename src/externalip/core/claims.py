@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-from externalip.agent.plan import Want
-from externalip.resources import Claim, ClaimStatus, NodeStatus
+from externalip.core.holding import Want
+from externalip.core.model import Claim, ClaimStatus, NodeStatus
 
 
 def wants_from_claims(

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from externalip.core.addresses import IPInterface
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from externalip.agent.plan import Want
+from externalip.core.holding import Want
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from typing import IO, Any
 import yaml
 
 from externalip import log
-from externalip.controlplane import binaries, certs
-from externalip.processes import StartStop, stop_process
+from externalip_lab.controlplane import binaries, certs
+from externalip_lab.processes import StartStop, stop_process
 
 _log = log.get(__name__)
 

@@ -13,7 +13,7 @@ from types import FrameType
 import yaml
 
 from externalip import log
-from externalip.lab.lab import Lab, destroy, progress, running_labs
+from externalip_lab.lab import Lab, destroy, progress, running_labs
 
 DEMO_NAMESPACE = "demo"
 
@@ -81,6 +81,21 @@ def _hold(lab: Lab) -> None:
             pass
     except KeyboardInterrupt:
         pass
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `externalip lab` to the runtime's command line (an entry point of the
+    `externalip.commands` group: the runtime package knows nothing of the lab)."""
+    lab = sub.add_parser("lab", help="the whole system on this machine, in network namespaces",
+                         description="Runs a real control plane, nodes in network namespaces "
+                         "and a client, all on this machine (root needed).")
+    lab.set_defaults(run=main)
+    lab.add_argument("action", choices=["up", "down", "status", "demo"], nargs="?", default="up")
+    lab.add_argument("--nodes", type=int, default=3, help="number of node namespaces (default 3)")
+    lab.add_argument("--mode", choices=["claims", "simple"], default="claims",
+                     help="operating mode to run in the lab (default claims)")
+    lab.add_argument("--no-hold", action="store_true",
+                     help="up: remove the lab again once the Service is reachable")
 
 
 def main(opts: argparse.Namespace) -> int:
