@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from externalip.core import placement
 from externalip.core.desired import Plan, World, plan
-from externalip.core.model import Claim, LabelSelector, Pool, PoolSpec
+from externalip.core.model import Claim, ClaimStatus, LabelSelector, Pool, PoolSpec
 from externalip.core.pools import build
 from externalip.core.services import ServiceView
 
@@ -138,7 +138,35 @@ def test_failover_moves_claims_of_a_dead_node_and_no_flap_back() -> None:
     w = converge(replace(w, nodes={"n1": {}, "n3": {}}))
     assert Counter(c.spec.node_name for c in w.claims.values()) == {"n1": 3, "n3": 3}
     back = converge(replace(w, nodes=NODES))
-    assert back.claims == w.claims
+    # nothing moves back; the returning node only becomes a standby again
+    assert {n: c.spec.node_name for n, c in back.claims.items()} == \
+        {n: c.spec.node_name for n, c in w.claims.items()}
+    assert any("n2" in c.spec.standbys for c in back.claims.values())
+
+
+def test_every_claim_has_ordered_standbys_other_than_its_holder() -> None:
+    w = converge(world([lb(f"s{i}") for i in range(6)]))
+    for claim in w.claims.values():
+        assert claim.spec.standbys and claim.spec.node_name not in claim.spec.standbys
+        assert set(claim.spec.standbys) <= set(NODES)
+    # spread: not every claim has the same first standby
+    assert len({c.spec.standbys[0] for c in w.claims.values()}) > 1
+    w1 = converge(replace(w, nodes={"n1": {}}))
+    assert all(c.spec.standbys == () for c in w1.claims.values())
+
+
+def test_a_takeover_by_a_standby_becomes_the_record() -> None:
+    w = converge(world([lb("a")]))
+    (claim,) = w.claims.values()
+    taker = claim.spec.standbys[0]
+    taken = replace(claim, status=ClaimStatus(ready=True, holder=taker, term=1))
+    out = plan(replace(w, claims={claim.name: taken}))
+    (update,) = out.update
+    assert update.spec.node_name == taker and taker not in update.spec.standbys
+    assert [e.reason for e in out.events] == ["ClaimTakenOver"]
+    # a holder that is not eligible (its agent gone) is not recorded
+    gone = replace(claim, status=ClaimStatus(ready=True, holder="elsewhere"))
+    assert plan(replace(w, claims={claim.name: gone})).update == []
 
 
 def test_first_alive_and_pool_node_selector_and_local_traffic_policy() -> None:

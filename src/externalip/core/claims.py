@@ -1,12 +1,46 @@
-"""Claims -> wants, and results -> claim statuses, for the claims-mode agent. Pure."""
+"""Claims -> wants, and results -> claim statuses, for the claims-mode agent. Pure.
+
+Which claims this node holds (`to_hold`): those assigned to it, unless
+another live node has taken them over and the scheduler has not recorded it
+yet; those it has taken over itself (core.liveness) until the scheduler
+records or reassigns them.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
 
+from externalip.core import liveness
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
+
+
+def to_hold(
+    claims: Iterable[Claim],
+    node: str,
+    evidence: liveness.Evidence,
+    timing: liveness.Timing,
+    taken: Mapping[str, str],
+) -> tuple[list[Claim], dict[str, str]]:
+    """The claims `node` holds now, and its takeovers still in force
+    (claim name -> the holder it was taken from, as `taken` is)."""
+    hold: list[Claim] = []
+    still: dict[str, str] = {}
+    for claim in claims:
+        assigned, holder = claim.spec.node_name, claim.status.holder
+        if assigned == node:
+            # Another node took it over while we were away and the scheduler
+            # has not recorded that yet: it is theirs while they are alive.
+            peer = evidence.peers.get(holder)
+            if holder and holder != node and peer is not None and peer.age <= timing.detect:
+                continue
+            hold.append(claim)
+        elif assigned and (taken.get(claim.name) == assigned or liveness.takes_over(
+                evidence, timing, assigned, claim.spec.standbys)):
+            hold.append(claim)
+            still[claim.name] = assigned
+    return hold, still
 
 
 def wants_from_claims(
@@ -14,13 +48,14 @@ def wants_from_claims(
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
-    The watch is filtered by label, but the label and spec.nodeName could
-    disagree for a moment; we hold only what both assign to us.
+    `claims` are those the node holds (see `to_hold`); with `node` given,
+    only those assigned to it are kept (the label and spec.nodeName could
+    disagree for a moment; we hold only what both assign to us).
     """
     wants: list[Want] = []
     invalid: dict[str, str] = {}
     for claim in claims:
-        if claim.spec.node_name != node:
+        if node and claim.spec.node_name != node:
             continue
         try:
             interface = ipaddress.ip_interface(claim.spec.cidr)
@@ -33,17 +68,27 @@ def wants_from_claims(
 
 def desired_status(
     claim: Claim, node: str, held: bool, problem: str, now: str
-) -> ClaimStatus:
-    """What the status of `claim` should say after this reconcile.
+) -> ClaimStatus | None:
+    """What the status of `claim` should say after this reconcile; None: not ours to say.
 
     `since` keeps its old value while this node keeps holding the address (a
-    restarted agent adopts, it does not re-configure).
+    restarted agent adopts, it does not re-configure). Taking an address over
+    from another holder raises its term. A node speaks for a claim it holds,
+    for one assigned to it that nobody else holds, and to withdraw its own
+    name; never over another holder's status.
     """
+    old = claim.status
     if held:
-        old = claim.status
-        since = old.since if old.ready and old.holder == node and old.since else now
-        return ClaimStatus(ready=True, holder=node, since=since)
-    return ClaimStatus(ready=False, holder="", message=problem)
+        if old.ready and old.holder == node and old.since:
+            return ClaimStatus(ready=True, holder=node, since=old.since, term=old.term)
+        taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
+        return ClaimStatus(ready=True, holder=node, since=now,
+                           term=old.term + 1 if taken else old.term)
+    if old.holder and old.holder != node:
+        return None
+    if node not in (claim.spec.node_name, old.holder):
+        return None
+    return ClaimStatus(ready=False, holder="", message=problem, term=old.term)
 
 
 def status_writes(
@@ -63,10 +108,8 @@ def status_writes(
     """
     out: dict[str, ClaimStatus] = {}
     for claim in claims:
-        if claim.spec.node_name != node:
-            continue
         want = desired_status(claim, node, claim.name in held, problems.get(claim.name, ""), now)
-        if want == claim.status:
+        if want is None or want == claim.status:
             continue
         last = written.get(claim.name)
         if last is not None and last == (claim.resource_version, want):

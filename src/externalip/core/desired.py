@@ -315,6 +315,7 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             sharing_key=want.sharing_key,
         )
         eligible = _eligible(world, spec)
+        spec = _record_takeover(current, spec, eligible, out)
         if spec.node_name not in eligible:
             previous = spec.node_name
             node = placement.choose(eligible, load, world.policy)
@@ -330,10 +331,27 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
                 out.events += [Event(s, WARNING, "NoEligibleNode",
                                      f"no live eligible node can hold {ip}") for s in spec.services]
             spec = replace(spec, node_name=node or "")
+        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, eligible)
+                       if spec.node_name else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
+
+
+def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
+                     out: Plan) -> ClaimSpec:
+    """A standby took the address over on its own (core.liveness): make it the
+    record. The takeover itself never waited for this write."""
+    if current is None or not current.status.ready:
+        return spec
+    holder = current.status.holder
+    if not holder or holder == spec.node_name or holder not in eligible:
+        return spec
+    out.events += [Event(s, NORMAL, "ClaimTakenOver",
+                         f"{current.spec.cidr} taken over by node {holder} "
+                         f"(was {spec.node_name or 'unassigned'})") for s in spec.services]
+    return replace(spec, node_name=holder)
 
 
 def _eligible(world: World, spec: ClaimSpec) -> set[str]:

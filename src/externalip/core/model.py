@@ -9,6 +9,7 @@ lenient where old objects may lack a field (the seed's pools had no
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,9 @@ from externalip import API_GROUP, API_VERSION
 # Label the scheduler puts on a claim so an agent can watch only its own claims
 # (the seed used the same label).
 NODE_LABEL = "ipnode"
+# Labels naming a claim's standbys (`standby.ipcontroller.ext/<node>: "<rank>"`),
+# so an agent watches the claims it may take over, and no others.
+STANDBY_LABEL_PREFIX = "standby.ipcontroller.ext/"
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
 
@@ -147,6 +151,9 @@ class ClaimSpec:
     # "namespace/name" of every Service that references this address.
     services: tuple[str, ...] = ()
     sharing_key: str = ""
+    # Nodes that take the address over, in order, when the holder dies
+    # (decided ahead of time so no write stands between a death and a takeover).
+    standbys: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
@@ -157,6 +164,7 @@ class ClaimSpec:
             pool=str(d.get("pool") or ""),
             services=tuple(sorted(d.get("services") or ())),
             sharing_key=str(d.get("sharingKey") or ""),
+            standbys=tuple(str(n) for n in d.get("standbys") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +179,8 @@ class ClaimSpec:
                 out[key] = value
         if self.services:
             out["services"] = list(self.services)
+        if self.standbys:
+            out["standbys"] = list(self.standbys)
         return out
 
 
@@ -182,6 +192,9 @@ class ClaimStatus:
     holder: str = ""
     since: str = ""  # RFC 3339 time the holder configured it
     message: str = ""
+    # Raised by every takeover: the record of how often the address changed
+    # hands without the scheduler.
+    term: int = 0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
@@ -191,6 +204,7 @@ class ClaimStatus:
             holder=str(d.get("holder") or ""),
             since=str(d.get("since") or ""),
             message=str(d.get("message") or ""),
+            term=int(d.get("term") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +215,8 @@ class ClaimStatus:
             out["since"] = self.since
         if self.message:
             out["message"] = self.message
+        if self.term:
+            out["term"] = self.term
         return out
 
 
@@ -225,11 +241,14 @@ class Claim:
 
     def to_object(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name}
-        labels = dict(self.labels)
+        labels = {k: v for k, v in self.labels.items()
+                  if not k.startswith(STANDBY_LABEL_PREFIX)}
         if self.spec.node_name:
             labels[NODE_LABEL] = self.spec.node_name
         else:
             labels.pop(NODE_LABEL, None)
+        for rank, node in enumerate(self.spec.standbys, start=1):
+            labels[standby_label(node)] = str(rank)
         if labels:
             meta["labels"] = labels
         return {
@@ -250,6 +269,9 @@ class NodeStatus:
     link: str = ""
     addresses: tuple[str, ...] = ()
     agent_version: str = ""
+    # Peers whose heartbeats this agent hears on the segment: the scheduler's
+    # slow backstop does not declare a node dead while live peers hear it.
+    peers: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> NodeStatus:
@@ -258,6 +280,7 @@ class NodeStatus:
             link=str(d.get("link") or ""),
             addresses=tuple(sorted(d.get("addresses") or ())),
             agent_version=str(d.get("agentVersion") or ""),
+            peers=tuple(sorted(d.get("peers") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +288,7 @@ class NodeStatus:
             "link": self.link,
             "addresses": list(self.addresses),
             "agentVersion": self.agent_version,
+            "peers": list(self.peers),
         }
 
 
@@ -276,3 +300,10 @@ class IpNode:
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> IpNode:
         return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")))
+
+
+def standby_label(node: str) -> str:
+    """The label key marking `node` as a standby. A label name holds at most 63
+    characters; longer node names are replaced by a digest of themselves."""
+    name = node if len(node) <= 63 else "h-" + hashlib.sha256(node.encode()).hexdigest()[:40]
+    return STANDBY_LABEL_PREFIX + name

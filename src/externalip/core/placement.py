@@ -9,9 +9,11 @@ take claims back, so addresses do not flap.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 
 FAIR, FIRST_ALIVE = "fair", "first-alive"
+STANDBYS = 3  # how many nodes stand by for each claim
 
 
 def choose(eligible: Iterable[str], load: Mapping[str, int], policy: str) -> str | None:
@@ -21,3 +23,17 @@ def choose(eligible: Iterable[str], load: Mapping[str, int], policy: str) -> str
     if policy == FIRST_ALIVE:
         return nodes[0]
     return min(nodes, key=lambda n: (load.get(n, 0), n))
+
+
+def standbys(claim: str, holder: str, eligible: Iterable[str], count: int = STANDBYS
+             ) -> tuple[str, ...]:
+    """The nodes that take `claim` over, in order, when its holder dies.
+
+    Rendezvous hashing: each node's rank for a claim is a hash of both, so a
+    dead node's claims spread evenly over the survivors, and adding or
+    removing a node reorders only the claims whose standbys it is.
+    """
+    def rank(node: str) -> bytes:
+        return hashlib.blake2b(f"{claim}/{node}".encode(), digest_size=8).digest()
+    others = sorted((n for n in eligible if n != holder), key=rank)
+    return tuple(others[:count])
