@@ -65,10 +65,26 @@ FLAGS: tuple[Flag, ...] = (
     Flag("hostname", socket.gethostname(),
          "name of this node (IpNode, Lease and claims' spec.nodeName); default the OS hostname",
          (AGENT,)),
-    Flag("hb", 2.0, "heartbeat: how often the agent renews its Lease", (AGENT,), duration),
-    Flag("lease-duration", 6.0,
-         "how long the agent's Lease stays valid without renewal (node declared dead after it)",
+    Flag("hb", 10.0, "how often the agent renews its Lease (the slow backstop; failures are "
+         "detected on the data plane, see --peer-*)", (AGENT,), duration),
+    Flag("lease-duration", 40.0,
+         "how long the agent's Lease stays valid without renewal; the scheduler's backstop "
+         "declares a node dead after it, unless live peers still hear it",
          (AGENT,), duration),
+    Flag("peer-key-dir", "",
+         "directory of heartbeat keys (a mounted Secret: files named by key id 1-255, "
+         "16+ bytes each; the highest id signs, all are accepted); empty disables "
+         "data-plane failure detection (the Lease alone then moves addresses)",
+         (AGENT,)),
+    Flag("peer-port", 7473, "UDP port of the heartbeats between agents on the segment",
+         (AGENT,), int),
+    Flag("peer-interval", 0.1, "how often an agent sends its heartbeat", (AGENT,), duration),
+    Flag("peer-detect", 0.5,
+         "silence after which a peer is suspected; a strict majority of live observers "
+         "must agree before it is taken over", (AGENT,), duration),
+    Flag("peer-confirm", 0.3,
+         "a holder answers for its addresses only while peers confirmed hearing it this "
+         "recently (must stay below --peer-detect)", (AGENT,), duration),
     Flag("resync", 20.0, "full re-sync period (re-adds addresses removed by hand)",
          (AGENT, SIMPLE, SCHEDULER), duration),
     Flag("garp-interval", 0.0,

@@ -62,6 +62,8 @@ NEEDED: list[Check] = [
     (SCHEDULER, "list", POOLS, "", None),
     (SCHEDULER, "watch", POOLS, "", None),
     (SCHEDULER, "patch", POOLS, "status", None),
+    (SCHEDULER, "list", NODES_CR, "", None),  # the peers each agent hears (backstop)
+    (SCHEDULER, "watch", NODES_CR, "", None),
     (SCHEDULER, "create", "events", "", ALL_NS),
     (SCHEDULER, "patch", "events", "", ALL_NS),
     # simple mode: reads Services

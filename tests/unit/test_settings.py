@@ -21,7 +21,9 @@ def test_bad_duration_has_a_clear_message() -> None:
 
 def test_seed_flags_and_defaults() -> None:
     agent = build_parser().parse_args(["claimcontroller"])
-    assert (agent.iface, agent.hb, agent.resync) == ("eth0", 2.0, 20.0)
+    # --hb is the seed's flag; its default grew from 2s to 10s when liveness moved to
+    # the data plane (the Lease is only the slow backstop now: docs/failover.md)
+    assert (agent.iface, agent.hb, agent.resync) == ("eth0", 10.0, 20.0)
     sched = build_parser().parse_args(["s"])
     assert (sched.mask, sched.nodefilter, sched.monitor, sched.leader_elect) == (
         32, "fair", 4.0, False)

@@ -39,11 +39,19 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
 from externalip import API_GROUP, API_VERSION, __version__, log
+from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress
 from externalip.core.claims import node_status, status_writes, wants_from_claims
 from externalip.core.fence import Fence
 from externalip.core.holding import Want
-from externalip.core.model import MESSAGE_MAX, NODE_LABEL, Claim, ClaimStatus, NodeStatus
+from externalip.core.model import (
+    MESSAGE_MAX,
+    NODE_LABEL,
+    Claim,
+    ClaimStatus,
+    NodeStatus,
+    standby_label,
+)
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
 from externalip.kube.resources import IpClaimResource, IpNodeResource
@@ -62,17 +70,23 @@ def _status_patch(status: ClaimStatus) -> dict[str, Any]:
             "holder": status.holder or None,
             "since": status.since or None,
             "message": status.message[:MESSAGE_MAX] or None,
+            "term": status.term or None,
         }
     }
 
 
 class Agent:
-    def __init__(self, opts: argparse.Namespace, client: AsyncClient, holder: AddressHolder):
+    def __init__(self, opts: argparse.Namespace, client: AsyncClient, holder: AddressHolder,
+                 failover: Failover | None = None):
         self.opts = opts
         self.node: str = opts.hostname
         self.client = client
         self.holder = holder
+        self.failover = failover
         self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: self.node})
+        # the claims this node stands by for, to take over without the API
+        self.standby = Informer(client, IpClaimResource, labels={standby_label(self.node): ""})
+        self.standby.add_handler(self._on_claim)
         self.events = EventRecorder(client, "externalip-agent", self.node)
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
@@ -96,7 +110,8 @@ class Agent:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
         with 1,000 claims, each status write would otherwise cost a full pass."""
         name = obj["metadata"]["name"]
-        spec = obj.get("spec")
+        # the holder matters too: a standby's takeover decides who holds
+        spec = (obj.get("spec"), (obj.get("status") or {}).get("holder"))
         if event == "DELETED":
             self._specs.pop(name, None)
         elif event == "MODIFIED" and self._specs.get(name) == spec:
@@ -114,17 +129,24 @@ class Agent:
             await self.holder.adopt()
             await self.claims.wait_synced()
         claims: list[Claim] = []
-        for obj in list(self.claims.store.values()):
+        for obj in list({**self.standby.store, **self.claims.store}.values()):
             try:
                 claims.append(Claim.from_object(obj))
             except (KeyError, TypeError, ValueError) as exc:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
-        wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
-        wants = self.fence.filter(wants, self.renewing())
+        if self.failover is not None:
+            wants, invalid = wants_from_claims(self.failover.select(claims), "", self.opts.iface)
+        else:
+            wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+            wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
         result = await self.holder.reconcile(wants)
+        if self.failover is not None:
+            self.failover.held(result.held)
+            if self.claims.connected_since is not None:
+                self.failover.rearm()
         # The API writes run in their own loop: the next address change must
         # not wait behind status writes of the previous one.
         self._report = (claims, result.held, {**invalid, **result.problems})
@@ -221,7 +243,8 @@ class Agent:
             del self._written[name]
 
     async def _write_node_status(self, held: tuple[Want, ...]) -> None:
-        status = node_status(self.opts.iface, held, __version__)
+        status = node_status(self.opts.iface, held, __version__,
+                             self.failover.heard() if self.failover else ())
         if status == self._node_status:
             return
         try:

@@ -118,9 +118,11 @@ def status_writes(
     return out
 
 
-def node_status(link: str, held: Iterable[Want], version: str) -> NodeStatus:
+def node_status(link: str, held: Iterable[Want], version: str,
+                peers: Iterable[str] = ()) -> NodeStatus:
     return NodeStatus(
         link=link,
         addresses=tuple(sorted({str(w.interface.ip) for w in held})),
         agent_version=version,
+        peers=tuple(sorted(peers)),
     )

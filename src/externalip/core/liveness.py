@@ -118,3 +118,14 @@ def takes_over(ev: Evidence, t: Timing, holder: str, standbys: Sequence[str]) ->
 
 def down_nodes(ev: Evidence, t: Timing, nodes: Collection[str]) -> frozenset[str]:
     return frozenset(n for n in nodes if is_down(ev, t, n))
+
+
+def backstop_alive(lease_alive: Collection[str],
+                   heard_by: Mapping[str, Collection[str]]) -> frozenset[str]:
+    """The scheduler's slow backstop: a node is alive while its Lease is, or while
+    an agent whose Lease is alive hears it on the segment (a node cut off from
+    the API but not from its peers keeps its claims: nothing moves)."""
+    alive = set(lease_alive)
+    for observer in lease_alive:
+        alive.update(heard_by.get(observer, ()))
+    return frozenset(alive)

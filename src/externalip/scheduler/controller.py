@@ -22,7 +22,7 @@ from lightkube.resources.core_v1 import Node, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from externalip import log
-from externalip.core import desired
+from externalip.core import desired, liveness
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
 from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
@@ -30,7 +30,7 @@ from externalip.kube.client import raw_http
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
-from externalip.kube.resources import IpClaimPoolResource, IpClaimResource
+from externalip.kube.resources import IpClaimPoolResource, IpClaimResource, IpNodeResource
 from externalip.kube.times import now_rfc3339
 from externalip.scheduler import metrics, views
 from externalip.scheduler.writer import Writer, remember
@@ -61,8 +61,9 @@ class Scheduler:
         self.nodes = Informer(client, Node, transform=_slim_node)
         self.leases = Informer(client, Lease, namespace=opts.namespace)
         self.slices = Informer(client, EndpointSlice)
+        self.ipnodes = Informer(client, IpNodeResource, transform=_slim_ipnode)
         self.informers = [self.services, self.claims, self.pools, self.nodes, self.leases,
-                          self.slices]
+                          self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
         self._wake = asyncio.Event()
         for inf in self.informers:
@@ -148,10 +149,13 @@ class Scheduler:
         return good, broken
 
     def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+        since = self.leases.connected_since
+        alive = liveness.backstop_alive(
+            {n for n in self.nodes.store if self.tracker.alive(n, since)},
+            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()})
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
-                if views.node_usable(obj)
-                and self.tracker.alive(name, self.leases.connected_since)}
+                if views.node_usable(obj) and name in alive}
 
     async def _emit(self, events: list[desired.Event]) -> None:
         current = set(events)
@@ -231,3 +235,9 @@ def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
             "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
             "status": {"conditions": [c for c in status.get("conditions") or ()
                                       if c.get("type") == "Ready"]}}
+
+
+def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
+    """Only the peers an agent hears: the inventory of addresses is not needed here."""
+    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
+            "status": {"peers": (obj.get("status") or {}).get("peers") or []}}

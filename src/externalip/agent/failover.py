@@ -1,0 +1,154 @@
+"""Failure detection on the data plane and takeover without the API, for one agent.
+
+The heartbeat thread (net.heartbeat) hears the peers; this module turns
+what it hears into `core.liveness.Evidence` and applies the pure rules:
+- which claims this node holds now (`select`): its own, unless another live
+  node took them over, and those it takes over from a node judged down;
+- whether the kernel fence may stay open (`may_hold`, called from the
+  heartbeat thread every interval): only on the majority side, and only
+  once re-armed after a lapse (a node that went silent holds nothing again
+  before it has read the claims from the API: the claims tell it what moved
+  meanwhile);
+- when to re-plan (`watch`): whenever the set of nodes judged down changes.
+
+The takeover is a local decision: the address is added and announced at
+once; the claim's status (holder, term) is written afterwards, and the
+scheduler makes it the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from externalip import log
+from externalip.core import liveness
+from externalip.core.addresses import IPAddress
+from externalip.core.claims import to_hold
+from externalip.core.holding import Want
+from externalip.core.model import Claim
+
+_log = log.get(__name__)
+
+MEMBER_MEMORY = 60.0  # seconds a silent peer still counts as a member
+
+
+class FenceSink:
+    """The kernel fence's address set; net.nftfence.Fence provides it."""
+
+    def hold(self, addresses: Iterable[IPAddress]) -> None:  # pragma: no cover - an interface
+        raise NotImplementedError
+
+
+class PeerSource:
+    """What the heartbeat transport tells us; net.heartbeat.Heartbeats provides it."""
+
+    def peers(self) -> dict[str, liveness.Peer]:  # pragma: no cover - an interface
+        raise NotImplementedError
+
+    def starved(self) -> bool:  # pragma: no cover - an interface
+        raise NotImplementedError
+
+
+def link_up(link: str) -> bool:
+    """Carrier on the link that carries the addresses (sysfs: cheap enough per beat)."""
+    try:
+        return Path(f"/sys/class/net/{link}/carrier").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+class Failover:
+    def __init__(self, node: str, link: str, timing: liveness.Timing,
+                 clock: Callable[[], float] = time.monotonic,
+                 carrier: Callable[[str], bool] = link_up) -> None:
+        self.node, self.link, self.timing = node, link, timing
+        self._clock, self._carrier = clock, carrier
+        self._started = clock()
+        self._source: PeerSource | None = None
+        self._fence: FenceSink | None = None
+        self._fenced: frozenset[IPAddress] = frozenset()
+        self._taken: dict[str, str] = {}
+        self._claim_nodes: frozenset[str] = frozenset()
+        self._last_heard: dict[str, float] = {}
+        self._down: frozenset[str] = frozenset()
+        self._lock = threading.Lock()  # the heartbeat thread and the event loop both ask
+        # The fence opens only once armed, and a lapse disarms it.
+        self.armed = False
+
+    def attach(self, source: PeerSource, fence: FenceSink | None = None) -> None:
+        self._source, self._fence = source, fence
+
+    def held(self, wants: Iterable[Want]) -> None:
+        """After a reconcile: the fence guards exactly the addresses held."""
+        ips = frozenset(w.interface.ip for w in wants)
+        if self._fence is not None and ips != self._fenced:
+            self._fence.hold(ips)
+            self._fenced = ips
+
+    def heard(self) -> tuple[str, ...]:
+        """The peers heard within the detection window (the IpNode reports them)."""
+        peers = self._source.peers() if self._source else {}
+        return tuple(sorted(n for n, p in peers.items() if p.age <= self.timing.detect))
+
+    # --- evidence ----------------------------------------------------------
+    def evidence(self) -> liveness.Evidence:
+        now = self._clock()
+        peers = self._source.peers() if self._source else {}
+        with self._lock:
+            for name, peer in peers.items():
+                self._last_heard[name] = max(self._last_heard.get(name, 0.0), now - peer.age)
+            remembered = {n for n, at in self._last_heard.items() if now - at <= MEMBER_MEMORY}
+        return liveness.Evidence(
+            me=self.node, peers=peers,
+            members=frozenset(remembered | self._claim_nodes | {self.node}),
+            link_up=self._carrier(self.link),
+            starved=self._source.starved() if self._source else False,
+            listening_for=now - self._started)
+
+    def may_hold(self) -> bool:
+        """Called by the heartbeat thread each interval: keep the fence open?"""
+        ok = self.armed and liveness.may_hold(self.evidence(), self.timing)
+        if not ok and self.armed:
+            self.armed = False
+            _log.warning("fence lapsed: not on the majority side of the segment",
+                         node=self.node, link=self.link)
+        return ok
+
+    def rearm(self) -> None:
+        """After a reconcile on claims read from a connected API: open the fence again."""
+        if not self.armed and liveness.may_hold(self.evidence(), self.timing):
+            self.armed = True
+            _log.info("fence armed", node=self.node)
+
+    # --- decisions ---------------------------------------------------------
+    def select(self, claims: Iterable[Claim]) -> list[Claim]:
+        """The claims this node holds now (see core.claims.to_hold)."""
+        claims = list(claims)
+        self._claim_nodes = frozenset(
+            n for c in claims for n in (c.spec.node_name, *c.spec.standbys) if n)
+        ev = self.evidence()
+        if not self.armed:
+            ev = liveness.Evidence(me=ev.me, peers=ev.peers, members=ev.members,
+                                   link_up=False, listening_for=ev.listening_for)
+        hold, taken = to_hold(claims, self.node, ev, self.timing, self._taken)
+        for name in set(taken) - set(self._taken):
+            _log.warning("taking over", claim=name, was=taken[name], node=self.node)
+        self._taken = taken
+        return hold
+
+    async def watch(self, kick: asyncio.Event) -> None:
+        """Re-plan whenever the set of nodes judged down changes, forever."""
+        while True:
+            await asyncio.sleep(self.timing.interval)
+            ev = self.evidence()
+            down = liveness.down_nodes(ev, self.timing, ev.members)
+            if down != self._down:
+                if down - self._down:
+                    _log.warning("peers judged down", node=self.node,
+                                 down=sorted(down - self._down))
+                self._down = down
+                kick.set()
