@@ -117,3 +117,8 @@ def test_at_most_one_standby_takes_a_claim_given_the_same_evidence(
         if takes_over(ev, T, holder, standbys):
             takers.append(me)
     assert len(takers) <= 1
+
+
+def test_a_peer_failing_authentication_is_never_judged_down() -> None:
+    ev = view("a", {"b": (FRESH, set()), "c": (STALE, set())}, unverified=frozenset({"c"}))
+    assert not is_down(ev, T, "c")

@@ -134,13 +134,22 @@ class Lab(StartStop):
     def _externalip(self) -> list[str]:
         return [sys.executable, "-m", "externalip"]
 
+    def peer_keys(self) -> Path:
+        """The agents' heartbeat key, as the chart's Secret would mount it."""
+        keys = self.dir / "peer-keys"
+        if not (keys / "1").exists():
+            keys.mkdir(parents=True, exist_ok=True)
+            (keys / "1").write_text(secrets.token_hex(32))
+        return keys
+
     def start_agent(self, node: str, *extra: str) -> None:
         assert self.node_kubeconfig is not None
         common = [f"--kubeconfig={self.node_kubeconfig}", "--iface=eth0",
                   "--metrics-addr=127.0.0.1:9440", "--log-format=console"]
         if self.mode == "claims":
             argv = [*self._externalip(), "agent", *common, f"--hostname={node}",
-                    f"--namespace={NAMESPACE}", *self.agent_args, *extra]
+                    f"--namespace={NAMESPACE}", f"--peer-key-dir={self.peer_keys()}",
+                    *self.agent_args, *extra]
         else:
             argv = [*self._externalip(), "simple", *common, *self.agent_args, *extra]
         self._spawn_in_node(node, f"agent-{node}", argv)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from externalip import log
@@ -30,6 +30,7 @@ from externalip.core.addresses import IPAddress
 from externalip.core.claims import to_hold
 from externalip.core.holding import Want
 from externalip.core.model import Claim
+from externalip.net.heartbeat import Heartbeats, KeyRing
 
 _log = log.get(__name__)
 
@@ -44,13 +45,44 @@ class FenceSink:
 
 
 class PeerSource:
-    """What the heartbeat transport tells us; net.heartbeat.Heartbeats provides it."""
+    """What the heartbeat transport tells us (HeartbeatPeers adapts net.heartbeat)."""
 
-    def peers(self) -> dict[str, liveness.Peer]:  # pragma: no cover - an interface
+    def peers(self, names: Collection[str]) -> dict[str, liveness.Peer]:  # pragma: no cover
         raise NotImplementedError
 
     def starved(self) -> bool:  # pragma: no cover - an interface
         raise NotImplementedError
+
+
+class HeartbeatPeers(PeerSource):
+    """net.heartbeat's view in the core's terms. A beat names the peers it hears
+    by tag; `names` are the nodes we know, looked up in it."""
+
+    def __init__(self, heartbeats: Heartbeats) -> None:
+        self._hb = heartbeats
+
+    def peers(self, names: Collection[str]) -> dict[str, liveness.Peer]:
+        view = self._hb.view()
+        return {name: liveness.Peer(age=view.at - p.heard_at,
+                                    hears=frozenset(n for n in names if p.beat.heard(n)),
+                                    starved=p.beat.starved)
+                for name, p in view.peers.items()}
+
+    def starved(self) -> bool:
+        return self._hb.view().starved
+
+
+def load_keys(directory: str) -> KeyRing:
+    """Heartbeat keys from a mounted Secret: one file per key, named by its id
+    (1-255); the highest id signs, every one verifies (rotation without a
+    failover: add a key everywhere, then remove the old one)."""
+    keys: dict[int, bytes] = {}
+    for path in sorted(Path(directory).iterdir()):
+        if path.name.isdigit() and 0 < int(path.name) < 256 and path.is_file():
+            keys[int(path.name)] = path.read_bytes().strip()
+    if not keys:
+        raise SystemExit(f"externalip agent: no heartbeat key (files named 1-255) in {directory}")
+    return KeyRing(send_id=max(keys), keys=keys)
 
 
 def link_up(link: str) -> bool:
@@ -76,6 +108,7 @@ class Failover:
         self._last_heard: dict[str, float] = {}
         self._down: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # the heartbeat thread and the event loop both ask
+        self._auth_failed: dict[str, float] = {}
         # The fence opens only once armed, and a lapse disarms it.
         self.armed = False
 
@@ -91,19 +124,27 @@ class Failover:
 
     def heard(self) -> tuple[str, ...]:
         """The peers heard within the detection window (the IpNode reports them)."""
-        peers = self._source.peers() if self._source else {}
-        return tuple(sorted(n for n, p in peers.items() if p.age <= self.timing.detect))
+        ev = self.evidence()
+        return tuple(sorted(n for n, p in ev.peers.items() if p.age <= self.timing.detect))
+
+    def auth_failed(self, peer: str) -> None:
+        """A beat in the name of a known peer failed authentication (heartbeat thread)."""
+        with self._lock:
+            self._auth_failed[peer] = self._clock()
 
     # --- evidence ----------------------------------------------------------
     def evidence(self) -> liveness.Evidence:
         now = self._clock()
-        peers = self._source.peers() if self._source else {}
         with self._lock:
+            known = set(self._last_heard) | self._claim_nodes | {self.node}
+            peers = self._source.peers(known) if self._source else {}
             for name, peer in peers.items():
                 self._last_heard[name] = max(self._last_heard.get(name, 0.0), now - peer.age)
             remembered = {n for n, at in self._last_heard.items() if now - at <= MEMBER_MEMORY}
+            unverified = frozenset(n for n, at in self._auth_failed.items()
+                                   if now - at <= self.timing.detect)
         return liveness.Evidence(
-            me=self.node, peers=peers,
+            me=self.node, peers=peers, unverified=unverified,
             members=frozenset(remembered | self._claim_nodes | {self.node}),
             link_up=self._carrier(self.link),
             starved=self._source.starved() if self._source else False,

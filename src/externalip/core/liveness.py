@@ -65,6 +65,9 @@ class Evidence:
     link_up: bool = True
     starved: bool = False  # our own loop is late
     listening_for: float = float("inf")  # seconds since we started listening
+    # Peers whose beats failed authentication lately: an alarm, never silence
+    # (a key rotated on one node only must not look like its death).
+    unverified: frozenset[str] = frozenset()
 
 
 def _fresh(ev: Evidence, node: str, window: float) -> bool:
@@ -81,6 +84,8 @@ def observers(ev: Evidence, t: Timing, about: str) -> list[str]:
 def is_down(ev: Evidence, t: Timing, node: str) -> bool:
     """A strict majority of live observers, us included, do not hear `node`."""
     if node == ev.me or ev.starved or not ev.link_up or ev.listening_for < t.startup:
+        return False
+    if node in ev.unverified:
         return False
     if _fresh(ev, node, t.detect):
         return False

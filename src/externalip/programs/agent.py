@@ -12,9 +12,13 @@ import asyncio
 
 from externalip import __version__, log
 from externalip.agent.controller import Agent
+from externalip.agent.failover import Failover, HeartbeatPeers, load_keys
+from externalip.core.liveness import Timing
 from externalip.health import serve
 from externalip.kube.client import connect
 from externalip.net.conflict import ConflictWatcher, own_macs
+from externalip.net.heartbeat import Heartbeats
+from externalip.net.nftfence import Fence, FenceError
 from externalip.net.holder import AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.programs.run import until_signal
@@ -28,7 +32,8 @@ async def run(opts: argparse.Namespace) -> int:
               addr_lifetime=opts.addr_lifetime, lease_duration=opts.lease_duration)
     client = await connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
-    agent = Agent(opts, client, holder)
+    failover, heartbeats = _failover(opts)
+    agent = Agent(opts, client, holder, failover)
     await holder.adopt()
     watcher = ConflictWatcher(agent.heard, own_macs)
     try:
@@ -38,14 +43,18 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
+    jobs = [agent.claims.run(), agent.standby.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
         # Not while our Lease has lapsed: the scheduler may have moved our IPs,
         # and re-announcing them would pull traffic back from the new holder.
         jobs.append(holder.repeat_announcements(opts.garp_interval, agent.lease_valid))
+    if failover is not None:
+        jobs.append(failover.watch(agent.kick))
     code = await until_signal(jobs)
+    if heartbeats is not None:
+        heartbeats.stop()  # the fence lapses on its own: a stopped agent answers no more
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
@@ -55,6 +64,34 @@ async def run(opts: argparse.Namespace) -> int:
     await holder.close()
     await client.close()
     return code
+
+
+def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | None]:
+    """Data-plane failure detection, when heartbeat keys are configured."""
+    if not opts.peer_key_dir:
+        _log.warning("no --peer-key-dir: data-plane failure detection is off; addresses "
+                     "move only when the scheduler's Lease backstop expires",
+                     lease_duration=opts.lease_duration)
+        return None, None
+    timing = Timing(interval=opts.peer_interval, detect=opts.peer_detect,
+                    confirm=opts.peer_confirm, startup=opts.peer_detect)
+    failover = Failover(opts.hostname, opts.iface, timing)
+    try:
+        fence: Fence | None = Fence(opts.iface)
+        assert fence is not None
+        fence.install()
+    except (FenceError, OSError) as exc:
+        _log.error("cannot install the nftables fence: a frozen agent could keep answering "
+                   "for its addresses", link=opts.iface, error=str(exc))
+        fence = None
+    heartbeats = Heartbeats(
+        opts.hostname, opts.iface, opts.peer_port, load_keys(opts.peer_key_dir),
+        interval=timing.interval, detect=timing.detect,
+        may_hold=lambda _view: failover.may_hold(), on_auth_failure=failover.auth_failed,
+        fence=fence, fence_timeout=max(timing.interval * 2.5, timing.detect - timing.confirm))
+    failover.attach(HeartbeatPeers(heartbeats), fence)
+    heartbeats.start()
+    return failover, heartbeats
 
 
 def main(opts: argparse.Namespace) -> int:
