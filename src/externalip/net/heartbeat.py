@@ -1,0 +1,328 @@
+"""Heartbeats between agents on one segment, in a thread of their own.
+
+Issue 11: failures are detected where clients meet the node, on the link
+that carries the addresses. Every `interval` this thread sends one signed
+`Beat` (UDP broadcast on the link; ff02::1 on an IPv6-only link), takes in
+its peers' beats, keeps the peer table, and refreshes the kernel fence
+(`net.nftfence`) while the failover rules (`may_hold`, the caller's) allow
+this node to answer for its addresses.
+
+It runs apart from the asyncio loop, ARP handling and reconciling, because
+the false failovers of heartbeat designs come from late timers more often
+than from the network: it measures how late each of its own wake-ups is,
+and when that lag passes `starve_after` it marks its beats `starved` for a
+detection window, so its silence verdicts are known to be untrustworthy.
+Datagrams that fail to decode, authenticate or pass the replay guard are
+dropped and counted by reason; they never count as life nor as silence.
+Callbacks run in this thread: keep them short and thread-safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import select
+import socket
+import struct
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from externalip import log
+from externalip.core.heartbeat import (
+    Beat,
+    ForgedError,
+    MalformedError,
+    ReplayGuard,
+    decode,
+    encode,
+)
+from externalip.net.nftfence import Fence, FenceError
+
+_log = log.get(__name__)
+
+DEFAULT_PORT = 7947
+SIOCGIFBRDADDR = 0x8919
+
+DROPPED = Counter("externalip_heartbeat_dropped_total",
+                  "Heartbeat datagrams dropped, by reason", ["reason"])
+AUTH_ALARMS = Counter("externalip_heartbeat_auth_alarms_total",
+                      "Beats in the name of a known peer whose MAC did not verify")
+SENT = Counter("externalip_heartbeat_sent_total", "Heartbeats sent")
+SEND_ERRORS = Counter("externalip_heartbeat_send_errors_total", "Heartbeats the kernel refused")
+RECEIVED = Counter("externalip_heartbeat_received_total", "Heartbeats accepted from peers")
+FENCE_ERRORS = Counter("externalip_heartbeat_fence_errors_total",
+                       "Fence refreshes or lapses nftables refused")
+LAG = Histogram("externalip_heartbeat_lag_seconds",
+                "How late the heartbeat thread woke up for each beat",
+                buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window")
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The keys beats are signed with: `send_id` signs, any of `keys` verifies."""
+
+    send_id: int
+    keys: Mapping[int, bytes]
+
+    def __post_init__(self) -> None:
+        if self.send_id not in self.keys:
+            raise ValueError(f"the sending key id {self.send_id} is not in the ring")
+
+
+@dataclass(frozen=True)
+class Peer:
+    beat: Beat        # the last beat accepted from it
+    heard_at: float   # time.monotonic() when it arrived
+    fresh: bool       # heard within the detection window
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What this node knows at monotonic time `at`; a copy, safe to keep."""
+
+    node: str
+    at: float
+    peers: Mapping[str, Peer]
+    hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
+    lag: float              # how late our latest wake-up was, seconds
+    starved: bool           # a wake-up within the detection window was too late
+
+    def fresh(self, peer: str) -> bool:
+        return peer in self.hears
+
+
+@dataclass
+class _State:
+    peers: dict[str, Peer] = field(default_factory=dict)
+    fresh: frozenset[str] = frozenset()
+    lag: float = 0.0
+    late_at: float = float("-inf")
+    drops: Tally[str] = field(default_factory=Tally)
+
+
+def _broadcast_target(link: str, port: int) -> tuple[int, tuple[object, ...]]:
+    """(family, destination): the link's IPv4 broadcast, or ff02::1 if it has no IPv4."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = struct.pack("16sH14s", link.encode(), socket.AF_INET, b"\0" * 14)
+        reply = fcntl.ioctl(probe.fileno(), SIOCGIFBRDADDR, ifreq)
+        brd = socket.inet_ntoa(reply[20:24])
+        return socket.AF_INET, (brd if brd != "0.0.0.0" else "255.255.255.255", port)
+    except OSError:
+        return socket.AF_INET6, ("ff02::1", port, 0, socket.if_nametoindex(link))
+    finally:
+        probe.close()
+
+
+def _open_socket(link: str, port: int, family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.bind(("0.0.0.0", port))
+        else:
+            index = socket.if_nametoindex(link)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.bind(("::", port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Heartbeats:
+    """The heartbeat thread of one node on one link; see the module docstring.
+
+    Sockets (and the thread) are made in `start()`, in the network namespace
+    of the calling thread. `may_hold(view)` is asked every interval: true
+    refreshes `fence` for `fence_timeout`, false lapses it at once.
+    `on_change(view)` is called when a peer becomes fresh or stale;
+    `on_auth_failure(name)` when a beat in the name of a known peer (one we
+    heard before, or in `members()`) fails authentication.
+    """
+
+    def __init__(self, node: str, link: str, port: int, keys: KeyRing, *,
+                 interval: float = 0.1, detect: float = 0.5,
+                 may_hold: Callable[[PeerView], bool] = lambda view: False,
+                 on_change: Callable[[PeerView], None] = lambda view: None,
+                 on_auth_failure: Callable[[str], None] = lambda name: None,
+                 members: Callable[[], Collection[str]] = frozenset,
+                 fence: Fence | None = None, fence_timeout: float = 0.25,
+                 starve_after: float = 0.2, max_skew_ms: int = 2000) -> None:
+        self.node, self.link, self.port, self.keys = node, link, port, keys
+        self.interval, self.detect = interval, detect
+        self.fence, self.fence_timeout, self.starve_after = fence, fence_timeout, starve_after
+        self._may_hold, self._on_change = may_hold, on_change
+        self._on_auth_failure, self._members = on_auth_failure, members
+        self._guard = ReplayGuard(max_skew_ms)
+        self._state = _State()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._target: tuple[object, ...] = ()
+        self._incarnation = time.time_ns() // 1_000_000
+        self._seq = 0
+        self._holding = False
+
+    def start(self) -> None:
+        family, self._target = _broadcast_target(self.link, self.port)
+        self._sock = _open_socket(self.link, self.port, family)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
+                                        daemon=True)
+        self._thread.start()
+        _log.info("heartbeats started", link=self.link, port=self.port,
+                  target=str(self._target[0]), interval=self.interval, detect=self.detect)
+
+    def stop(self) -> None:
+        """Stop sending and listening (the fence then lapses on its own timeout)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def view(self) -> PeerView:
+        now = time.monotonic()
+        with self._lock:
+            return self._view(now)
+
+    def drops(self) -> dict[str, int]:
+        """Datagrams dropped by this instance, by reason (the metric sums all instances)."""
+        with self._lock:
+            return dict(self._state.drops)
+
+    def _view(self, now: float) -> PeerView:
+        st = self._state
+        peers = {name: Peer(p.beat, p.heard_at, now - p.heard_at <= self.detect)
+                 for name, p in st.peers.items()}
+        hears = frozenset(name for name, p in peers.items() if p.fresh)
+        return PeerView(self.node, now, peers, hears, st.lag,
+                        now - st.late_at <= self.detect)
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while not self._stop.is_set():
+            wait = due - time.monotonic()
+            if wait > 0:
+                assert self._sock is not None
+                if select.select([self._sock], [], [], min(wait, self.interval))[0]:
+                    self._receive()
+                continue
+            now = time.monotonic()
+            self._receive()  # a backlog from a stall counts before anything is judged
+            self._tick(now - due)
+            due += self.interval
+            if due <= now:  # skip the beats a stall made us miss instead of bursting
+                due = now + self.interval
+
+    def _tick(self, lag: float) -> None:
+        LAG.observe(lag)
+        now = time.monotonic()
+        with self._lock:
+            self._state.lag = lag
+            if lag > self.starve_after:
+                self._state.late_at = now
+            view = self._view(now)
+            changed = view.hears != self._state.fresh
+            self._state.fresh = view.hears
+        FRESH.set(len(view.hears))
+        self._send(view)
+        if changed:
+            self._on_change(view)
+        self._guard_fence(view)
+
+    def _send(self, view: PeerView) -> None:
+        assert self._sock is not None
+        self._seq += 1
+        beat = Beat.hearing(self.node, incarnation=self._incarnation, seq=self._seq,
+                            sent_ms=time.time_ns() // 1_000_000, hears=view.hears,
+                            starved=view.starved)
+        try:
+            self._sock.sendto(encode(beat, self.keys.send_id, self.keys.keys[self.keys.send_id]),
+                              self._target)
+            SENT.inc()
+        except OSError as err:  # link down, no route: peers will see us go stale
+            SEND_ERRORS.inc()
+            _log.debug("heartbeat not sent", link=self.link, error=str(err))
+        except ValueError as err:
+            SEND_ERRORS.inc()
+            _log.error("heartbeat cannot be encoded", link=self.link, error=str(err))
+
+    def _guard_fence(self, view: PeerView) -> None:
+        if self.fence is None:
+            return
+        try:
+            hold = self._may_hold(view)
+        except Exception:  # a bug in the rules must silence us, not answer
+            _log.exception("may_hold failed; fencing", link=self.link)
+            hold = False
+        try:
+            if hold:
+                self.fence.refresh(self.fence_timeout)
+            elif self._holding:
+                self.fence.lapse()
+            self._holding = hold
+        except FenceError as err:
+            FENCE_ERRORS.inc()
+            _log.error("fence not updated", link=self.link, error=str(err))
+
+    def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                _log.debug("heartbeat receive failed", link=self.link, error=str(err))
+                return
+            self._accept(data, time.monotonic(), time.time_ns() // 1_000_000)
+
+    def _drop(self, reason: str) -> None:
+        DROPPED.labels(reason).inc()
+        with self._lock:
+            self._state.drops[reason] += 1
+
+    def _accept(self, data: bytes, now: float, now_ms: int) -> None:
+        try:
+            beat = decode(data, self.keys.keys)
+        except MalformedError:
+            self._drop("malformed")
+            return
+        except ForgedError as err:
+            self._drop("forged")
+            if err.node is not None and self._known(err.node):
+                AUTH_ALARMS.inc()
+                _log.warning("heartbeat of a known peer failed authentication",
+                             peer=err.node, key_id=err.key_id, link=self.link)
+                self._on_auth_failure(err.node)
+            return
+        if beat.node == self.node:
+            return  # our own broadcast, looped back
+        refusal = self._guard.admit(beat, now_ms)
+        if refusal is not None:
+            self._drop(refusal)
+            return
+        RECEIVED.inc()
+        with self._lock:
+            self._state.peers[beat.node] = Peer(beat, now, True)
+
+    def _known(self, name: str) -> bool:
+        with self._lock:
+            if name in self._state.peers:
+                return True
+        return name in self._members()

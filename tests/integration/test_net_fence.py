@@ -1,0 +1,139 @@
+"""The nftables fence in network namespaces: a node answers ARP/ND for its held
+addresses only while someone keeps refreshing it, and falls silent by itself.
+
+A node namespace holds the addresses (added by hand) and the fence; a client
+namespace on the same segment resolves them. The refresher is a separate
+process so the test can freeze it (SIGSTOP), as a frozen agent would be.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from externalip.net.nftfence import Fence, FenceError, table_name
+from externalip_lab.netns import NetnsSet, entered, ip
+
+pytestmark = pytest.mark.netns
+
+V4, V6 = "192.0.2.50", "2001:db8::50"
+T_FENCE = 0.25
+MARGIN = 0.75  # scheduling slack on a loaded 2-core machine; the fence itself is exact
+
+REFRESHER = f"""
+import ipaddress, sys, time
+from externalip.net.nftfence import Fence
+fence = Fence(sys.argv[1])
+fence.install()
+fence.hold(map(ipaddress.ip_address, sys.argv[2:]))
+print("ready", flush=True)
+while True:
+    fence.refresh({T_FENCE!r})
+    time.sleep(0.1)
+"""
+
+
+@dataclass
+class Segment:
+    ns: NetnsSet
+    node: str
+    client: str
+    dev: str
+    cdev: str
+
+    def answers(self, addr: str) -> bool:
+        """Does the node answer the client for `addr` (a fresh ARP/ND resolution + ping)?"""
+        ip("neigh", "flush", "dev", self.cdev, netns=self.client)
+        done = self.ns.exec(self.client, ["ping", "-n", "-c", "1", "-W", "1", "-I", self.cdev,
+                                          addr])
+        return done.returncode == 0
+
+    def drops(self) -> int:
+        out = self.ns.exec(self.node, ["nft", "-j", "list", "table", "netdev",
+                                       table_name(self.dev)]).stdout
+        rules = [x["rule"] for x in json.loads(out)["nftables"] if "rule" in x]
+        return sum(e["counter"]["packets"] for r in rules for e in r["expr"] if "counter" in e)
+
+
+@pytest.fixture
+def seg(unique: str) -> Iterator[Segment]:
+    with NetnsSet(unique) as ns:
+        node, client = ns.namespace("node"), ns.namespace("client")
+        dev, cdev = f"{unique}n", f"{unique}c"
+        ns.veth(node, dev, client, cdev)
+        ns.addr(node, dev, "192.0.2.10/24")
+        ns.addr(node, dev, "2001:db8::10/64", "nodad")
+        ns.addr(client, cdev, "192.0.2.20/24")
+        ns.addr(client, cdev, "2001:db8::20/64", "nodad")
+        ns.addr(node, dev, f"{V4}/32")
+        ns.addr(node, dev, f"{V6}/128", "nodad")
+        yield Segment(ns, node, client, dev, cdev)
+
+
+def start_refresher(seg: Segment) -> subprocess.Popen[bytes]:
+    proc = seg.ns.popen(seg.node, [sys.executable, "-c", REFRESHER, seg.dev, V4, V6],
+                        stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def test_frozen_refresher_falls_silent_and_comes_back(seg: Segment) -> None:
+    proc = start_refresher(seg)
+    assert seg.answers(V4) and seg.answers(V6)
+    assert seg.drops() == 0
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(T_FENCE + MARGIN)
+        assert not seg.answers(V4) and not seg.answers(V6)
+        assert seg.drops() >= 2  # the fence dropped them, not something else
+        assert seg.answers("192.0.2.10")  # the node's own address is not fenced
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    time.sleep(0.3)
+    assert seg.answers(V4) and seg.answers(V6)
+    proc.kill()
+    proc.wait(10)
+    time.sleep(T_FENCE + MARGIN)
+    assert not seg.answers(V4)  # a dead refresher is no different
+    addrs = ip("-j", "addr", "show", "dev", seg.dev, netns=seg.node).stdout
+    assert V4 in addrs and V6 in addrs  # fenced, not removed
+
+
+def test_lapse_hold_and_remove_in_process(seg: Segment) -> None:
+    with entered(seg.node):
+        fence = Fence(seg.dev)
+    try:
+        fence.install()
+        fence.hold([ipaddress.ip_address(V4)])
+        fence.refresh(30)
+        assert seg.answers(V4)
+        fence.lapse()
+        assert not seg.answers(V4)
+        assert seg.answers(V6)  # not held: not fenced
+        fence.hold([ipaddress.ip_address(V6)])
+        assert fence.held() == {ipaddress.ip_address(V6)}
+        assert seg.answers(V4) and not seg.answers(V6)
+        fence.refresh(30)
+        fence.install()  # a restarted agent: held addresses and liveness survive
+        assert fence.held() == {ipaddress.ip_address(V6)} and seg.answers(V6)
+        fence.remove()
+        fence.remove()  # idempotent
+        listed = seg.ns.exec(seg.node, ["nft", "list", "tables"]).stdout
+        assert table_name(seg.dev) not in listed
+    finally:
+        fence.close()
+
+
+def test_fence_errors_name_the_problem(seg: Segment) -> None:
+    with entered(seg.node), pytest.raises(FenceError, match="no link 'lo0'"):
+        Fence("lo0")
+    with pytest.raises(ValueError, match="not a link name"):
+        Fence('bad"name')
