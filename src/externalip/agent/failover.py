@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from externalip import log
 from externalip.core import liveness
@@ -37,24 +38,21 @@ _log = log.get(__name__)
 MEMBER_MEMORY = 60.0  # seconds a silent peer still counts as a member
 
 
-class FenceSink:
+class FenceSink(Protocol):
     """The kernel fence's address set; net.nftfence.Fence provides it."""
 
-    def hold(self, addresses: Iterable[IPAddress]) -> None:  # pragma: no cover - an interface
-        raise NotImplementedError
+    def hold(self, addresses: Iterable[IPAddress]) -> None: ...
 
 
-class PeerSource:
+class PeerSource(Protocol):
     """What the heartbeat transport tells us (HeartbeatPeers adapts net.heartbeat)."""
 
-    def peers(self, names: Collection[str]) -> dict[str, liveness.Peer]:  # pragma: no cover
-        raise NotImplementedError
+    def peers(self, names: Collection[str]) -> dict[str, liveness.Peer]: ...
 
-    def starved(self) -> bool:  # pragma: no cover - an interface
-        raise NotImplementedError
+    def starved(self) -> bool: ...
 
 
-class HeartbeatPeers(PeerSource):
+class HeartbeatPeers:
     """net.heartbeat's view in the core's terms. A beat names the peers it hears
     by tag; `names` are the nodes we know, looked up in it."""
 

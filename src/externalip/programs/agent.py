@@ -18,9 +18,9 @@ from externalip.health import serve
 from externalip.kube.client import connect
 from externalip.net.conflict import ConflictWatcher, own_macs
 from externalip.net.heartbeat import Heartbeats
-from externalip.net.nftfence import Fence, FenceError
 from externalip.net.holder import AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
+from externalip.net.nftfence import Fence, FenceError
 from externalip.programs.run import until_signal
 
 _log = log.get(__name__)
@@ -43,7 +43,8 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.standby.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
+    jobs = [agent.claims.run(), agent.standby.run(), agent.first_sync(), agent.heartbeat(),
+            holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
@@ -76,9 +77,9 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
     timing = Timing(interval=opts.peer_interval, detect=opts.peer_detect,
                     confirm=opts.peer_confirm, startup=opts.peer_detect)
     failover = Failover(opts.hostname, opts.iface, timing)
+    fence: Fence | None
     try:
-        fence: Fence | None = Fence(opts.iface)
-        assert fence is not None
+        fence = Fence(opts.iface)
         fence.install()
     except (FenceError, OSError) as exc:
         _log.error("cannot install the nftables fence: a frozen agent could keep answering "
