@@ -20,7 +20,8 @@ NS = "e2e"
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    lab = Lab(nodes=3, mode="claims")
+    # a short Lease, so the tests see the slow backstop act (or not) in seconds
+    lab = Lab(nodes=3, mode="claims", agent_args=("--hb=2s", "--lease-duration=8s"))
     try:
         lab.start()
         assert lab.cp is not None

@@ -32,23 +32,43 @@ def held_service(lab: Lab, name: str) -> Iterator[tuple[str, str]]:
         lab.cp.kubectl("delete", "service", name, "-n", NS, "--wait=false")
 
 
-@pytest.mark.parametrize("fault", ["link-down", "agent-sigkill", "agent-sigterm"])
-def test_ip_moves_to_another_node(healthy: Lab, fault: str) -> None:
+def mac_of(lab: Lab, node: str) -> str:
+    out = json.loads(subprocess.run(["ip", "-n", lab.topology.node_ns(node), "-j", "link",
+                                     "show", "eth0"], capture_output=True, text=True,
+                                    check=True).stdout)
+    return str(out[0]["address"])
+
+
+FAULTS = ["node-death", "link-down", "agent-sigkill", "agent-sigterm", "agent-frozen"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_ip_moves_to_another_node_and_one_mac_answers(healthy: Lab, fault: str) -> None:
+    """Every fault: the address moves to a standby (data-plane detection, no
+    API write before it), and afterwards exactly one MAC answers ARP for it,
+    also when the old holder's agent is frozen and its address still there."""
     lab = healthy
     with held_service(lab, f"fo-{fault}") as (ip, node):
         started = time.monotonic()
-        if fault == "link-down":
+        if fault == "node-death":
             lab.kill_node(node)
+        elif fault == "link-down":
+            lab.topology.link_down(node)
         elif fault == "agent-sigkill":
             lab.kill_agent(node)
-        else:
+        elif fault == "agent-sigterm":
             lab.stop_agent(node)  # graceful removal: the agent does not come back
+        else:
+            lab.freeze_agent(node)
         other = wait_reachable(lab, ip, within=60, not_from=node)
         print(f"{fault}: client reached {ip} on {other} {time.monotonic() - started:.2f}s "
               f"after {node} failed")
         assert other != node
-        if fault != "link-down":
-            # the old node must let go: at most one holder once the move is done
+        assert arp_responders(lab, ip, 2.0) == {mac_of(lab, other)}
+        wait_for(lambda: claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"] == other,
+                 within=30, what=f"the takeover by {other} recorded in the claim")
+        if fault in ("agent-sigkill", "agent-sigterm"):
+            # the dead agent's address goes with its lifetime: no lingering holder
             wait_for(lambda: lab.holders(ip) == [other], within=60,
                      what=f"{ip} held by {other} only")
 
@@ -72,27 +92,44 @@ def arp_responders(lab: Lab, ip: str, seconds: float) -> set[str]:
     return set(out.split())
 
 
-def test_partitioned_node_behaviour(healthy: Lab) -> None:
-    """A node cut from the API only. The scheduler moves its claims once its
-    Lease lapses; the cut-off agent cannot learn that, so it keeps the address
-    until the address's own lifetime runs out. We measure how long two nodes
-    answer ARP for the IP, and require that it ends."""
+def test_a_node_cut_off_from_the_api_keeps_serving(healthy: Lab) -> None:
+    """Cut from the API but heard by its peers on the segment: nothing moves,
+    not even when its Lease lapses (the lab's Lease lives 8 s), and the
+    client keeps getting answers from it the whole time."""
     lab = healthy
     with held_service(lab, "partition") as (ip, node):
+        before = claims(lab)[f"{ip.replace('.', '-')}-32"]
         lab.partition(node)
-        cut = time.monotonic()
-        other = wait_reachable(lab, ip, within=90, not_from=node)
-        moved = time.monotonic() - cut
-        deadline = time.monotonic() + 90
-        both = 0.0
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if len(arp_responders(lab, ip, 1.0)) <= 1 and lab.holders(ip) == [other]:
-                break
-            both = time.monotonic() - cut
-        else:
-            raise AssertionError(f"{ip} still held by {lab.holders(ip)} 90s after the move")
-        print(f"partition: moved to {other} after {moved:.2f}s; two holders until "
-              f"{both:.2f}s after the cut")
+            assert lab.client_get(ip, timeout=1.0) == node
+            time.sleep(0.2)
+        after = claims(lab)[f"{ip.replace('.', '-')}-32"]
+        assert after["spec"]["nodeName"] == node
+        assert (after.get("status") or {}).get("term") == (before.get("status") or {}).get(
+            "term")
+        assert arp_responders(lab, ip, 1.0) == {mac_of(lab, node)}
+
+
+def test_nothing_moves_without_a_fault_even_under_cpu_load(healthy: Lab) -> None:
+    """Busy loops on every core next to the agents: a late agent neither
+    accuses nor votes, so no claim changes hands."""
+    lab = healthy
+    with held_service(lab, "calm") as (ip, node):
+        terms = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
+                 for n, c in claims(lab).items()}
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                   for _ in range(4)]
+        try:
+            time.sleep(15)
+        finally:
+            for proc in burners:
+                proc.kill()
+                proc.wait()
+        after = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
+                 for n, c in claims(lab).items()}
+        assert after == terms
+        assert lab.client_get(ip) == node
 
 
 def test_api_server_restart_removes_nothing_and_watches_resume(healthy: Lab) -> None:

@@ -21,7 +21,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 
-from externalip.core.model import NODE_LABEL
+from externalip.core.model import NODE_LABEL, ClaimSpec, claim_labels
 from externalip.kube.resources import IpClaimResource
 from externalip_lab.apiproxy import ApiProxy
 from externalip_lab.controlplane import ControlPlane
@@ -91,13 +91,17 @@ class Rig:
             spec["link"] = link
         await self.kube.create(IpClaimResource(
             apiVersion="ipcontroller.ext/v1", kind="IpClaim",
-            metadata=ObjectMeta(name=full, labels={NODE_LABEL: node}), spec=spec))
+            metadata=ObjectMeta(name=full, labels=claim_labels(ClaimSpec.from_dict(spec))),
+            spec=spec))
         self.claims.append(full)
         return full
 
     async def move(self, name: str, node: str) -> None:
+        old = await self.kube.get(IpClaimResource, name)
+        spec = ClaimSpec.from_dict({**old["spec"], "nodeName": node})
+        gone = {k: None for k in (old.metadata.labels or {}) if k != NODE_LABEL}
         await self.kube.patch(IpClaimResource, name, {
-            "metadata": {"labels": {NODE_LABEL: node}}, "spec": {"nodeName": node}},
+            "metadata": {"labels": {**gone, **claim_labels(spec)}}, "spec": {"nodeName": node}},
             patch_type=PatchType.MERGE)
 
     async def status(self, name: str) -> dict[str, Any]:

@@ -1,6 +1,14 @@
 from __future__ import annotations
 
-from externalip.core.model import NODE_LABEL, Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+from externalip.core.model import (
+    NODE_LABEL,
+    Claim,
+    ClaimSpec,
+    LabelSelector,
+    Pool,
+    PoolSpec,
+    role_label,
+)
 
 
 def test_seed_pool_parses_with_defaults() -> None:
@@ -19,7 +27,7 @@ def test_claim_round_trip_sets_the_node_label() -> None:
     claim = Claim(name="192-0-2-1-32",
                   spec=ClaimSpec(cidr="192.0.2.1/32", node_name="n1", services=("a/s",)))
     obj = claim.to_object()
-    assert obj["metadata"]["labels"] == {NODE_LABEL: "n1"}
+    assert obj["metadata"]["labels"] == {NODE_LABEL: "n1", role_label("n1"): "holder"}
     back = Claim.from_object(obj)
     assert back.spec == claim.spec
     unassigned = Claim(name="x", spec=ClaimSpec(cidr="192.0.2.1/32"),
@@ -36,3 +44,13 @@ def test_label_selector_semantics() -> None:
     assert not sel.matches({"zone": "a", "role": "edge", "drain": ""})
     assert not sel.matches({"zone": "b", "role": "edge"})
     assert LabelSelector.from_dict(sel.to_dict()) == sel
+
+
+def test_claim_labels_name_the_holder_and_the_standbys_by_role() -> None:
+    spec = ClaimSpec(cidr="192.0.2.1/32", node_name="n1", standbys=("n2", "n3"))
+    labels = Claim(name="x", spec=spec, labels={role_label("old"): "holder"}).to_object()[
+        "metadata"]["labels"]
+    assert labels == {NODE_LABEL: "n1", role_label("n1"): "holder",
+                      role_label("n2"): "standby-1", role_label("n3"): "standby-2"}
+    long = "n" * 200
+    assert len(role_label(long).split("/")[1]) <= 63 and role_label(long) != role_label("n")

@@ -193,6 +193,15 @@ class Lab(StartStop):
     def stop_agent(self, node: str) -> None:
         self._terminate(f"agent-{node}", signal.SIGTERM)
 
+    def freeze_agent(self, node: str) -> None:
+        """SIGSTOP: the agent is there but runs nothing (a starved or hung process)."""
+        self.procs[f"agent-{node}"].popen.send_signal(signal.SIGSTOP)
+
+    def thaw_agent(self, node: str) -> None:
+        proc = self.procs.get(f"agent-{node}")
+        if proc is not None:
+            proc.popen.send_signal(signal.SIGCONT)
+
     def kill_node(self, node: str) -> None:
         """Node death: its link goes down; its processes are gone too."""
         self.topology.link_down(node)
@@ -215,6 +224,7 @@ class Lab(StartStop):
         """Undo kill_node/partition/kill_agent: link up, API reachable, agent running."""
         self.topology.link_up(node)
         self.heal(node)
+        self.thaw_agent(node)
         if f"agent-{node}" not in self.procs and self.mode != "none":
             self.start_agent(node)
 

@@ -46,11 +46,10 @@ from externalip.core.fence import Fence
 from externalip.core.holding import Want
 from externalip.core.model import (
     MESSAGE_MAX,
-    NODE_LABEL,
     Claim,
     ClaimStatus,
     NodeStatus,
-    standby_label,
+    role_label,
 )
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
@@ -83,10 +82,9 @@ class Agent:
         self.client = client
         self.holder = holder
         self.failover = failover
-        self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: self.node})
-        # the claims this node stands by for, to take over without the API
-        self.standby = Informer(client, IpClaimResource, labels={standby_label(self.node): ""})
-        self.standby.add_handler(self._on_claim)
+        # the claims this node holds and those it stands by for (to take them
+        # over without the API), in one watch
+        self.claims = Informer(client, IpClaimResource, labels={role_label(self.node): ""})
         self.events = EventRecorder(client, "externalip-agent", self.node)
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
@@ -128,8 +126,13 @@ class Agent:
             # leave now, not at the next periodic pass.
             await self.holder.adopt()
             await self.claims.wait_synced()
+        rearming = self.failover is not None and self.failover.may_rearm()
+        if rearming:
+            # The fence opens again only on claims read after it lapsed: a
+            # watch that was stalled with us may still owe the takeovers.
+            await self.claims.relist()
         claims: list[Claim] = []
-        for obj in list({**self.standby.store, **self.claims.store}.values()):
+        for obj in list(self.claims.store.values()):
             try:
                 claims.append(Claim.from_object(obj))
             except (KeyError, TypeError, ValueError) as exc:
@@ -145,7 +148,7 @@ class Agent:
         result = await self.holder.reconcile(wants)
         if self.failover is not None:
             self.failover.held(result.held)
-            if self.claims.connected_since is not None:
+            if rearming:
                 self.failover.rearm()
         # The API writes run in their own loop: the next address change must
         # not wait behind status writes of the previous one.

@@ -157,9 +157,14 @@ class Failover:
                          node=self.node, link=self.link)
         return ok
 
+    def may_rearm(self) -> bool:
+        """The fence is shut and we are on the majority side again: read the
+        claims afresh, reconcile on them, then `rearm`."""
+        return not self.armed and liveness.may_hold(self.evidence(), self.timing)
+
     def rearm(self) -> None:
-        """After a reconcile on claims read from a connected API: open the fence again."""
-        if not self.armed and liveness.may_hold(self.evidence(), self.timing):
+        """After a reconcile on claims listed since the lapse: open the fence again."""
+        if self.may_rearm():
             self.armed = True
             _log.info("fence armed", node=self.node)
 

@@ -19,9 +19,12 @@ from externalip import API_GROUP, API_VERSION
 # Label the scheduler puts on a claim so an agent can watch only its own claims
 # (the seed used the same label).
 NODE_LABEL = "ipnode"
-# Labels naming a claim's standbys (`standby.ipcontroller.ext/<node>: "<rank>"`),
-# so an agent watches the claims it may take over, and no others.
-STANDBY_LABEL_PREFIX = "standby.ipcontroller.ext/"
+# One label per node a claim concerns (`node.ipcontroller.ext/<node>`), valued
+# "holder" or "standby-<rank>": an agent watches exactly the claims it holds or
+# may take over with one selector, and a standby becoming the holder is a
+# change of value (MODIFIED), never a delete and an add of the same claim.
+ROLE_LABEL_PREFIX = "node.ipcontroller.ext/"
+HOLDER = "holder"
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
 
@@ -242,13 +245,8 @@ class Claim:
     def to_object(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self.name}
         labels = {k: v for k, v in self.labels.items()
-                  if not k.startswith(STANDBY_LABEL_PREFIX)}
-        if self.spec.node_name:
-            labels[NODE_LABEL] = self.spec.node_name
-        else:
-            labels.pop(NODE_LABEL, None)
-        for rank, node in enumerate(self.spec.standbys, start=1):
-            labels[standby_label(node)] = str(rank)
+                  if k != NODE_LABEL and not k.startswith(ROLE_LABEL_PREFIX)}
+        labels.update(claim_labels(self.spec))
         if labels:
             meta["labels"] = labels
         return {
@@ -302,8 +300,18 @@ class IpNode:
         return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")))
 
 
-def standby_label(node: str) -> str:
-    """The label key marking `node` as a standby. A label name holds at most 63
+def claim_labels(spec: ClaimSpec) -> dict[str, str]:
+    """The labels that say which nodes a claim concerns (the seed's `ipnode` too)."""
+    labels = {role_label(node): f"standby-{rank}"
+              for rank, node in enumerate(spec.standbys, start=1)}
+    if spec.node_name:
+        labels[NODE_LABEL] = spec.node_name
+        labels[role_label(spec.node_name)] = HOLDER
+    return labels
+
+
+def role_label(node: str) -> str:
+    """The label key of `node`'s role in a claim. A label name holds at most 63
     characters; longer node names are replaced by a digest of themselves."""
     name = node if len(node) <= 63 else "h-" + hashlib.sha256(node.encode()).hexdigest()[:40]
-    return STANDBY_LABEL_PREFIX + name
+    return ROLE_LABEL_PREFIX + name

@@ -133,6 +133,13 @@ class Informer:
                              failures=failures, retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
 
+    async def relist(self) -> None:
+        """List afresh now (a consistent read from etcd), delivering the
+        differences to the handlers. A running watch goes on; an event it
+        still owes from before the list may briefly show an older object,
+        and the newer one follows in order."""
+        await self._relist()
+
     async def _relist(self) -> None:
         fresh: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {**self._params, "limit": self._page_size}

@@ -43,7 +43,7 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.standby.run(), agent.first_sync(), agent.heartbeat(),
+    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(),
             holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
