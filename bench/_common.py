@@ -351,6 +351,14 @@ class Probe:
         with self._cond:
             return self.events[-1][1] if self.events else None
 
+    def silence(self, after: float) -> float:
+        """The longest time after `after` during which no node answered."""
+        with self._cond:
+            events = [(t, n) for t, n in self.events if t >= after]
+        ends = [t for t, _ in events[1:]] + [time.monotonic()]
+        return max((end - t for (t, n), end in zip(events, ends, strict=True) if n is None),
+                   default=0.0)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)  # our own child, by PID

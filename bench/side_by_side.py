@@ -175,7 +175,9 @@ class Bench:
             return
         address = self.watch.got_ip[name][1]
         probe = Probe(self.lab.topology.client, address)
+        arp = ArpWatch(self.lab.topology.client, address)
         times: list[float] = []
+        windows: list[float] = []
         try:
             for _ in range(runs):
                 if probe.first(lambda n: n is not None, 0, 60) is None:
@@ -183,26 +185,38 @@ class Bench:
                           flush=True)
                     break
                 time.sleep(1.0)
-                victim = probe.current()
+                victim, t0 = probe.current(), time.monotonic()
+                old_mac = arp.mac_at(t0)
                 if victim is None:
                     continue
-                t0 = time.monotonic()
-                if fault == "node":
-                    self.impl.kill_node(victim)
-                else:
-                    self.impl.kill_program(victim, 9 if fault == "sigkill" else 15)
+                self._inject(fault, victim)
                 hit = probe.first(functools.partial(_elsewhere, victim), t0, 60)
                 if hit is not None:
                     times.append(hit[0] - t0)
+                    time.sleep(2.0)  # watch both MACs for a while after the move
+                    if old_mac is not None:
+                        windows.append(arp.overlap(old_mac, t0))
                 self.impl.restore_node(victim)
                 self._settle(probe)
         finally:
+            arp.close()
             probe.close()
             self._delete(name)
             self._released([address])
-        label = {"node": "node death (link down + program SIGKILL + API cut)",
-                 "sigkill": "program SIGKILL, node up", "sigterm": "program SIGTERM, node up"}
-        self.record(f"fo-{fault}", times, f"failover, {label[fault]} ({len(times)}/{runs} runs)")
+        self.record(f"fo-{fault}", times, f"failover, {FAULTS[fault]} ({len(times)}/{runs} runs)")
+        self.record(f"split-{fault}", windows,
+                    "  two MACs answering ARP for the IP after it (split-brain window)")
+
+    def _inject(self, fault: str, victim: str) -> None:
+        if fault == "node":
+            self.impl.kill_node(victim)
+        elif fault == "frozen":
+            self.lab.freeze_agent(victim)
+        elif fault == "leader":  # the node dies with the scheduler leader on it
+            self.impl.kill_node(victim)
+            self.lab.start_scheduler(self.lab.kill_leader())
+        else:
+            self.impl.kill_program(victim, 9 if fault == "sigkill" else 15)
 
     def _settle(self, probe: Probe) -> None:
         """Let the restored node rejoin (memberlist / Lease) before the next run."""
@@ -211,17 +225,15 @@ class Bench:
             time.sleep(0.1)
         time.sleep(4.0)
 
-    # --- split brain (ours) -----------------------------------------------------------
-    def split_brain(self, runs: int, api_loss: str) -> None:
-        self.lab.agent_args = (f"--api-loss={api_loss}",)
-        for node in self.lab.node_names:
-            self.impl.kill_program(node, 15)
-            self.impl.start_program(node)
-        time.sleep(3)
-        name = self._name("sb")
+    # --- a node cut off from the API only (ours) -----------------------------------
+    def api_cut(self, runs: int, seconds: float = 15.0) -> None:
+        """The serving node loses the API (its proxy stops) but not its segment:
+        the figures are how many runs moved the address, how long the client
+        got no answer, and how long two MACs answered. All should be zero."""
+        name = self._name("cut")
         ip("-n", self.lab.topology.client, "neigh", "flush", "all")
         self._create(name)
-        windows, moved = [], []
+        moves, outages, windows = [], [], []
         if self.watch.wait([name], 30):
             address = self.watch.got_ip[name][1]
             probe = Probe(self.lab.topology.client, address)
@@ -229,8 +241,6 @@ class Bench:
             try:
                 for _ in range(runs):
                     if probe.first(lambda n: n is not None, 0, 60) is None:
-                        print(f"    {address} not reachable; held by "
-                              f"{self.lab.holders(address)}", flush=True)
                         break
                     time.sleep(1.0)
                     victim, t0 = probe.current(), time.monotonic()
@@ -238,22 +248,20 @@ class Bench:
                     if victim is None or old_mac is None:
                         continue
                     self.lab.partition(victim)
-                    hit = probe.first(functools.partial(_elsewhere, victim), t0, 40)
-                    time.sleep(15)  # watch the old holder for a while after the move
-                    if hit is not None:
-                        moved.append(hit[0] - t0)
-                        windows.append(arp.overlap(old_mac, t0))
+                    time.sleep(seconds)
+                    moves.append(float(probe.first(functools.partial(_elsewhere, victim), t0,
+                                                   0.01) is not None))
+                    outages.append(probe.silence(t0))
+                    windows.append(arp.overlap(old_mac, t0))
                     self.lab.heal(victim)
                     self._settle(probe)
             finally:
                 arp.close()
                 probe.close()
         self._delete(name)
-        self.lab.agent_args = ()
-        self.record(f"fo-partition-{api_loss}", moved,
-                    f"failover, serving node cut from the API (--api-loss={api_loss})")
-        self.record(f"split-{api_loss}", windows,
-                    "  two MACs answering ARP for the IP (window within 15 s after the move)")
+        self.record("cut-moves", moves, f"API cut for {seconds:.0f} s: runs that moved the IP")
+        self.record("cut-outage", outages, "  longest time the client got no answer")
+        self.record("split-cut", windows, "  two MACs answering ARP for the IP")
 
     # --- scale ----------------------------------------------------------------------
     def scale(self, count: int) -> None:
@@ -327,6 +335,12 @@ class Profiler:
                 proc.wait()
 
 
+FAULTS = {"node": "node death (link down + program SIGKILL + API cut)",
+          "sigkill": "program SIGKILL, node up", "sigterm": "program SIGTERM, node up",
+          "frozen": "program frozen (SIGSTOP), node up",
+          "leader": "node death taking the scheduler leader with it"}
+
+
 def _elsewhere(victim: str, node: str | None) -> bool:
     return node is not None and node != victim
 
@@ -380,16 +394,21 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
             with bench.profiled("scale", impl.allocator_pids()):
                 bench.scale(args.scale)
             return
+        if args.failover_only:
+            for fault in (["node"] if not isinstance(impl, OursImpl) else list(FAULTS)):
+                bench.failover(args.runs, fault)
+            if isinstance(impl, OursImpl):
+                bench.api_cut(args.split_runs)
+            return
         bench.reach(1, args.runs)
         programs = [p.popen.pid for n, p in lab.procs.items() if n.startswith(impl.program)]
         with bench.profiled("reach100", programs + impl.allocator_pids()):
             bench.reach(100, args.runs100)
         bench.failover(args.runs, "node")
         if isinstance(impl, OursImpl):
-            bench.failover(args.runs, "sigkill")
-            bench.failover(args.runs, "sigterm")
-            bench.split_brain(args.split_runs, "keep")
-            bench.split_brain(args.split_runs, "release")
+            for fault in ("sigkill", "sigterm", "frozen", "leader"):
+                bench.failover(args.runs, fault)
+            bench.api_cut(args.split_runs)
         with bench.profiled("scale", impl.allocator_pids()):
             bench.scale(args.scale)
         if args.scale_big and isinstance(impl, OursImpl):
@@ -409,6 +428,9 @@ def main() -> int:
     parser.add_argument("--only", choices=["metallb", "ours"])
     parser.add_argument("--scale-only", action="store_true",
                         help="only the scale figure (e.g. --scale 10000 --only ours)")
+    parser.add_argument("--failover-only", action="store_true",
+                        help="only the failover figures (every fault ours has, node death for "
+                        "MetalLB)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--profile", default="",
                         help="directory for py-spy profiles of the programs (if py-spy is found)")

@@ -8,6 +8,7 @@ with deploy/'s field by field (labels aside) at the default values.
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -105,6 +106,9 @@ def test_claims_mode_renders_the_objects_of_deploy(helm: Helm,
                                                   control_plane: ControlPlane) -> None:
     chart = by_identity(template(helm))
     deploy = by_identity(kustomized(control_plane))
+    # the heartbeat key: random, so the chart makes it and deploy/ says how
+    peer_keys = chart.pop(("Secret", "externalip", "externalip-peer-keys"))
+    assert len(base64.b64decode(peer_keys["data"]["1"])) >= 32
     # Helm installs into a namespace it does not own: the user creates it
     # (with its Pod Security labels) from deploy/namespace.yaml
     del deploy[("Namespace", "", "externalip")]

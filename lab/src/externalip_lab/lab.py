@@ -254,6 +254,18 @@ class Lab(StartStop):
     def kill_scheduler(self, index: int) -> None:
         self._terminate(f"scheduler-{index}", signal.SIGKILL)
 
+    def kill_leader(self) -> int:
+        """SIGKILL the scheduler replica holding the leader Lease; its index."""
+        assert self.cp is not None
+        lease = json.loads(self.cp.kubectl("get", "lease", "externalip-scheduler", "-n",
+                                           NAMESPACE, "-o", "json").stdout)
+        pid = int(str(lease["spec"].get("holderIdentity", "")).rsplit("-", 1)[-1] or 0)
+        for name, proc in list(self.procs.items()):
+            if name.startswith("scheduler-") and proc.popen.pid == pid:
+                self.kill_scheduler(int(name.split("-")[1]))
+                return int(name.split("-")[1])
+        raise RuntimeError(f"no scheduler of this lab holds the leader Lease (pid {pid})")
+
     # --- the client's view -------------------------------------------------
     def client_get(self, ip: str, timeout: float = 1.0) -> str | None:
         """GET http://ip/ from the client namespace; the serving node's name or None."""

@@ -19,6 +19,7 @@ scheduler makes it the record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -70,17 +71,17 @@ class HeartbeatPeers:
         return self._hb.view().starved
 
 
-def load_keys(directory: str) -> KeyRing:
+def load_keys(directory: str) -> KeyRing | None:
     """Heartbeat keys from a mounted Secret: one file per key, named by its id
     (1-255); the highest id signs, every one verifies (rotation without a
-    failover: add a key everywhere, then remove the old one)."""
+    failover: add a key everywhere, then remove the old one). None when the
+    directory holds no key (the Secret is optional in the manifests)."""
     keys: dict[int, bytes] = {}
-    for path in sorted(Path(directory).iterdir()):
-        if path.name.isdigit() and 0 < int(path.name) < 256 and path.is_file():
-            keys[int(path.name)] = path.read_bytes().strip()
-    if not keys:
-        raise SystemExit(f"externalip agent: no heartbeat key (files named 1-255) in {directory}")
-    return KeyRing(send_id=max(keys), keys=keys)
+    with contextlib.suppress(FileNotFoundError):
+        for path in sorted(Path(directory).iterdir()):
+            if path.name.isdigit() and 0 < int(path.name) < 256 and path.is_file():
+                keys[int(path.name)] = path.read_bytes().strip()
+    return KeyRing(send_id=max(keys), keys=keys) if keys else None
 
 
 def link_up(link: str) -> bool:

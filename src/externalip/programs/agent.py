@@ -69,10 +69,11 @@ async def run(opts: argparse.Namespace) -> int:
 
 def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | None]:
     """Data-plane failure detection, when heartbeat keys are configured."""
-    if not opts.peer_key_dir:
-        _log.warning("no --peer-key-dir: data-plane failure detection is off; addresses "
-                     "move only when the scheduler's Lease backstop expires",
-                     lease_duration=opts.lease_duration)
+    keys = load_keys(opts.peer_key_dir) if opts.peer_key_dir else None
+    if keys is None:
+        _log.warning("no heartbeat key (--peer-key-dir): data-plane failure detection is "
+                     "off; addresses move only when the scheduler's Lease backstop expires",
+                     key_dir=opts.peer_key_dir, lease_duration=opts.lease_duration)
         return None, None
     timing = Timing(interval=opts.peer_interval, detect=opts.peer_detect,
                     confirm=opts.peer_confirm, startup=opts.peer_detect)
@@ -86,7 +87,7 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
                    "for its addresses", link=opts.iface, error=str(exc))
         fence = None
     heartbeats = Heartbeats(
-        opts.hostname, opts.iface, opts.peer_port, load_keys(opts.peer_key_dir),
+        opts.hostname, opts.iface, opts.peer_port, keys,
         interval=timing.interval, detect=timing.detect,
         may_hold=lambda _view: failover.may_hold(), on_auth_failure=failover.auth_failed,
         fence=fence, fence_timeout=max(timing.interval * 2.5, timing.detect - timing.confirm))
