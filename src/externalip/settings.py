@@ -90,6 +90,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("garp-interval", 0.0,
          "repeat gratuitous ARP / unsolicited NA for held IPs this often; 0 disables",
          (AGENT, SIMPLE), duration),
+    Flag("announce-rate", 0.0,
+         "at most this many announcements per second over all addresses (an IPv4 one is "
+         "two ARP frames); 0: no limit. Switches with Dynamic ARP Inspection shut a port "
+         "above 15 ARP packets/s by default: set 7 there", (AGENT, SIMPLE), float),
     Flag("addr-lifetime", 30.0,
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+import pytest
+
 from externalip.net.announce import (
     ARP_REPLY,
     ARP_REQUEST,
+    Pacer,
     arp_frame,
     na_message,
     parse_arp,
@@ -46,3 +49,24 @@ def test_lifetimes_and_refresh_period() -> None:
     assert lifetimes(0) == (INFINITY_LIFE, 0)
     assert refresh_period(6, 20) == 2
     assert refresh_period(0, 20) == 20 and refresh_period(90, 20) == 20
+
+
+async def test_the_pacer_spaces_announcements_at_the_rate(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Dynamic ARP Inspection: a burst of takeovers is spread, not sent at once."""
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    pacer = Pacer(rate=10.0)
+    monkeypatch.setattr("externalip.net.announce.asyncio.sleep", fake_sleep)
+    for _ in range(5):
+        await pacer.slot()
+    # the clock stands still here: each slot waits one gap more than the one before
+    assert slept == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.02)
+    unlimited = Pacer(rate=0.0)
+    slept.clear()
+    for _ in range(100):
+        await unlimited.slot()
+    assert slept == []

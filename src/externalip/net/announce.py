@@ -50,6 +50,29 @@ def na_message(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
     return header + ip.packed + option
 
 
+class Pacer:
+    """At most `rate` announcements per second over all addresses (0: no limit).
+
+    A switch with Dynamic ARP Inspection shuts a port that sends more than 15
+    ARP packets per second by default; a node taking over thousands of
+    addresses would send that many in one burst. Paced, the last address is
+    announced later, and the port stays up.
+    """
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self._gap = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def slot(self) -> None:
+        if not self._gap:
+            return
+        now = asyncio.get_running_loop().time()
+        at = max(now, self._next)
+        self._next = at + self._gap
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
 class Announcer:
     """Sends announcements; per (link, ip) at most one schedule runs at a time."""
 
@@ -58,7 +81,9 @@ class Announcer:
         schedule: Sequence[float] = SCHEDULE,
         on_sent: Callable[[int], None] | None = None,
         on_error: Callable[[OSError], None] | None = None,
+        rate: float = 0.0,
     ) -> None:
+        self._pacer = Pacer(rate)
         self._schedule = tuple(schedule)
         self._on_sent = on_sent or (lambda _version: None)
         self._on_error = on_error or (lambda _exc: None)
@@ -97,6 +122,7 @@ class Announcer:
         start = loop.time()
         for offset in self._schedule:
             await asyncio.sleep(max(0.0, start + offset - loop.time()))
+            await self._pacer.slot()
             try:
                 self.send(link, ip)
             except OSError as exc:  # link gone or down: the next reconcile sorts it out

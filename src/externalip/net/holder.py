@@ -53,12 +53,14 @@ def _announce_failed(exc: OSError) -> None:
 
 
 class AddressHolder:
-    def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None):
+    def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None,
+                 announce_rate: float = 0.0):
         self.netlink = netlink
         self.lifetime = lifetime
         self.announcer = announcer or Announcer(
             on_sent=lambda family: ANNOUNCEMENTS.labels(str(family)).inc(),
             on_error=_announce_failed,
+            rate=announce_rate,
         )
         self.held: tuple[Want, ...] = ()
         self._links: dict[str, Link] = {}

@@ -31,7 +31,7 @@ async def run(opts: argparse.Namespace) -> int:
     _log.info("agent starting", node=opts.hostname, iface=opts.iface, version=__version__,
               addr_lifetime=opts.addr_lifetime, lease_duration=opts.lease_duration)
     client = await connect(opts.kubeconfig)
-    holder = AddressHolder(Netlink(), opts.addr_lifetime)
+    holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
     agent = Agent(opts, client, holder, failover)
     await holder.adopt()

@@ -34,7 +34,7 @@ async def run(opts: argparse.Namespace) -> int:
     _log.info("simple mode starting", iface=opts.iface, mask=opts.mask, version=__version__,
               lb_ingress=opts.lb_ingress, addr_lifetime=opts.addr_lifetime)
     client = await connect(opts.kubeconfig)
-    holder = AddressHolder(Netlink(), opts.addr_lifetime)
+    holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     simple = Simple(opts, Informer(client, Service), holder,
                     EventRecorder(client, "externalip-simple"))
     await holder.adopt()
