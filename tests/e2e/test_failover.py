@@ -9,12 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from externalip_lab.lab import Lab
 from externalip_lab.topology import node_addresses
-from tests.e2e.conftest import NS, claims, service, wait_ingress, wait_reachable
+from tests.e2e.conftest import NS, claims, get, service, wait_ingress, wait_reachable
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -177,3 +178,25 @@ def test_create_and_delete_loop_leaves_nothing_behind(lab: Lab) -> None:
                      if a["local"] not in own and not a["local"].startswith("fe80")]
         return held
     wait_for(lambda: addresses_left() == [], within=60, what="no VIP left on any node")
+
+
+def test_a_wrong_heartbeat_key_raises_an_alarm_and_moves_nothing(healthy: Lab,
+                                                                 tmp_path: Path) -> None:
+    """A node restarted with another key: its peers' beats and its own fail
+    authentication. That is an alarm (an Event on the IpNode), never silence:
+    nothing moves and the node keeps serving."""
+    lab = healthy
+    with held_service(lab, "wrong-key") as (ip, node):
+        (tmp_path / "1").write_text("another-key-" * 4)
+        before = claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"]
+        lab.stop_agent(node)
+        lab.start_agent(node, f"--peer-key-dir={tmp_path}")
+        wait_for(lambda: any(e.get("reason") == "HeartbeatAuthFailed" for e in get(
+            lab, "events", "-n", "default")["items"]), within=60,
+            what="a HeartbeatAuthFailed Event")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert lab.client_get(ip, timeout=1.0) == node
+            time.sleep(0.2)
+        assert claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"] == before
+        lab.stop_agent(node)  # the healthy fixture starts it again with the lab's key

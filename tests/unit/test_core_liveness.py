@@ -122,3 +122,12 @@ def test_at_most_one_standby_takes_a_claim_given_the_same_evidence(
 def test_a_peer_failing_authentication_is_never_judged_down() -> None:
     ev = view("a", {"b": (FRESH, set()), "c": (STALE, set())}, unverified=frozenset({"c"}))
     assert not is_down(ev, T, "c")
+
+
+def test_a_node_with_the_wrong_key_keeps_answering_and_so_do_the_others() -> None:
+    # c was given another key: everything it hears fails authentication
+    odd = view("c", {}, members=set("abc"), unverified=frozenset({"a", "b"}))
+    assert may_hold(odd, T)
+    # a and b hear each other; c's beats fail: c is neither down nor a missing vote
+    ev = view("a", {"b": (FRESH, {"a"})}, members=set("abc"), unverified=frozenset({"c"}))
+    assert may_hold(ev, T) and not is_down(ev, T, "c")

@@ -162,9 +162,18 @@ class Agent:
             return
         claims, held_wants, problems = self._report
         await self._report_problems(problems)
+        await self._report_alarms()
         held = {owner for want in held_wants for owner in want.owners}
         await self._write_statuses(claims, held, problems)
         await self._write_node_status(held_wants)
+
+    async def _report_alarms(self) -> None:
+        """A known peer's heartbeats fail authentication: say so where people look."""
+        for peer in self.failover.alarms() if self.failover else ():
+            ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", "IpNode", self.node)
+            await self.events.emit(ref, WARNING, "HeartbeatAuthFailed",
+                                   f"heartbeats in the name of {peer} fail authentication: "
+                                   "a key missing here or there, or a forgery on the segment")
 
     def renewing(self) -> bool:
         """Our Lease renewals are going through (at most one renewal missed)."""

@@ -37,6 +37,7 @@ from externalip.net.heartbeat import Heartbeats, KeyRing
 _log = log.get(__name__)
 
 MEMBER_MEMORY = 60.0  # seconds a silent peer still counts as a member
+ALARM_REPEAT = 60.0  # seconds between two alarms about the same peer
 
 
 class FenceSink(Protocol):
@@ -108,6 +109,7 @@ class Failover:
         self._down: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # the heartbeat thread and the event loop both ask
         self._auth_failed: dict[str, float] = {}
+        self._alarms: set[str] = set()
         # The fence opens only once armed, and a lapse disarms it.
         self.armed = False
 
@@ -128,8 +130,21 @@ class Failover:
 
     def auth_failed(self, peer: str) -> None:
         """A beat in the name of a known peer failed authentication (heartbeat thread)."""
+        now = self._clock()
         with self._lock:
-            self._auth_failed[peer] = self._clock()
+            last = self._auth_failed.get(peer)
+            self._auth_failed[peer] = now
+            if last is None or now - last > ALARM_REPEAT:
+                self._alarms.add(peer)
+        if last is None or now - last > ALARM_REPEAT:
+            _log.warning("heartbeat authentication failed: a wrong or rotated key, or a "
+                         "forgery on the segment", node=self.node, peer=peer)
+
+    def alarms(self) -> list[str]:
+        """Peers whose authentication failed since the last call (for Events)."""
+        with self._lock:
+            out, self._alarms = sorted(self._alarms), set()
+        return out
 
     # --- evidence ----------------------------------------------------------
     def evidence(self) -> liveness.Evidence:

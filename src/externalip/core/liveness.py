@@ -98,7 +98,8 @@ def may_hold(ev: Evidence, t: Timing) -> bool:
     """We are on the majority side of the segment, so answering cannot split the brain."""
     if not ev.link_up:
         return False
-    others = (ev.members | set(ev.peers)) - {ev.me}
+    # a peer whose beats fail authentication is neither silence nor a vote
+    others = (ev.members | set(ev.peers)) - {ev.me} - ev.unverified
     if not others:
         return True
     confirming = sum(1 for n in others
