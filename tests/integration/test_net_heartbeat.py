@@ -12,6 +12,7 @@ import ipaddress
 import json
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -166,6 +167,26 @@ def test_a_late_loop_marks_its_beats_starved(seg: Segment) -> None:
                       and seg.beats["node2"].view().peers["node1"].beat.starved)
     assert eventually(lambda: not seg.beats["node2"].view().peers["node1"].beat.starved)
     assert not seg.beats["node2"].view().starved
+
+
+def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> None:
+    stalled = threading.Event()
+
+    def stall_once(view: PeerView) -> None:
+        if "node3" in view.hears and not stalled.is_set():
+            stalled.set()
+            time.sleep(1.5)  # the heartbeat thread is frozen here
+
+    seg.run("node1", on_change=stall_once)
+    seg.run("node2")
+    assert eventually(lambda: seg.fresh("node1") == {"node2"})
+    seg.run("node3")
+    assert stalled.wait(10)
+    seg.beats["node2"].stop()  # dies while node1 is frozen; its last beats wait in the queue
+    views: list[PeerView] = []
+    assert eventually(lambda: views.append(v := seg.beats["node1"].view()) or v.lag > 1.4)
+    after = views[-1]  # the first view after the stall: node2 is stale at once
+    assert after.hears == {"node3"} and after.starved
 
 
 def test_fence_follows_may_hold(seg: Segment) -> None:

@@ -46,6 +46,8 @@ _log = log.get(__name__)
 
 DEFAULT_PORT = 7947
 SIOCGIFBRDADDR = 0x8919
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
+_TIMESPEC = struct.Struct("@qq")
 
 DROPPED = Counter("externalip_heartbeat_dropped_total",
                   "Heartbeat datagrams dropped, by reason", ["reason"])
@@ -60,6 +62,9 @@ LAG = Histogram("externalip_heartbeat_lag_seconds",
                 "How late the heartbeat thread woke up for each beat",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window")
+LOST_AT_ONCE = Histogram("externalip_heartbeat_peers_lost_at_once",
+                         "Peers that went stale in the same beat interval (when any did)",
+                         buckets=(1, 2, 3, 5, 10, 20, 50, 100))
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ def _open_socket(link: str, port: int, family: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if family == socket.AF_INET:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.bind(("0.0.0.0", port))
@@ -173,7 +179,7 @@ class Heartbeats:
         self._target: tuple[object, ...] = ()
         self._incarnation = time.time_ns() // 1_000_000
         self._seq = 0
-        self._holding = False
+        self._holding = True  # so a first "may not hold" lapses what an earlier run left
 
     def start(self) -> None:
         family, self._target = _broadcast_target(self.link, self.port)
@@ -237,9 +243,12 @@ class Heartbeats:
             if lag > self.starve_after:
                 self._state.late_at = now
             view = self._view(now)
+            lost = len(self._state.fresh - view.hears)
             changed = view.hears != self._state.fresh
             self._state.fresh = view.hears
         FRESH.set(len(view.hears))
+        if lost:
+            LOST_AT_ONCE.observe(lost)
         self._send(view)
         if changed:
             self._on_change(view)
@@ -281,16 +290,27 @@ class Heartbeats:
             _log.error("fence not updated", link=self.link, error=str(err))
 
     def _receive(self) -> None:
+        """Take in every queued datagram, each dated by when the kernel received it.
+
+        After a stall the queue holds beats that arrived long ago: dating them
+        by now would make peers that fell silent meanwhile look fresh.
+        """
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(2048)
+                data, ancillary, _, _ = self._sock.recvmsg(2048, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
                 _log.debug("heartbeat receive failed", link=self.link, error=str(err))
                 return
-            self._accept(data, time.monotonic(), time.time_ns() // 1_000_000)
+            now, now_ns = time.monotonic(), time.time_ns()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    age = max(0.0, (now_ns - (sec * 10**9 + nsec)) / 1e9)
+                    now -= age
+            self._accept(data, now, now_ns // 1_000_000)
 
     def _drop(self, reason: str) -> None:
         DROPPED.labels(reason).inc()
