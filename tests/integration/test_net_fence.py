@@ -124,6 +124,11 @@ def test_lapse_hold_and_remove_in_process(seg: Segment) -> None:
         fence.refresh(30)
         fence.install()  # a restarted agent: held addresses and liveness survive
         assert fence.held() == {ipaddress.ip_address(V6)} and seg.answers(V6)
+        # someone removed an element behind our back: hold() still ends exact
+        seg.ns.exec(seg.node, ["nft", "flush", "set", "netdev", table_name(seg.dev), "held6"])
+        fence.hold([ipaddress.ip_address(V4)])
+        assert fence.held() == {ipaddress.ip_address(V4)}
+        fence.hold([ipaddress.ip_address(V6)])
         fence.remove()
         fence.remove()  # idempotent
         listed = seg.ns.exec(seg.node, ["nft", "list", "tables"]).stdout
