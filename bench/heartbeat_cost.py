@@ -36,7 +36,8 @@ def child(node: str, seconds: float) -> None:
     from prometheus_client import REGISTRY  # noqa: PLC0415 (the parent does not need it)
 
     from externalip import log  # noqa: PLC0415
-    from externalip.net.heartbeat import Heartbeats, KeyRing, PeerView  # noqa: PLC0415
+    from externalip.core.heartbeat import KeyRing, PeerView  # noqa: PLC0415
+    from externalip.net.heartbeat import Heartbeats  # noqa: PLC0415
 
     log.setup("json", "warning")  # stdout carries the result
 

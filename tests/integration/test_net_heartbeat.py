@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from externalip.net.heartbeat import Heartbeats, KeyRing, PeerView
+from externalip.core.heartbeat import KeyRing, PeerView
+from externalip.net.heartbeat import Heartbeats
 from externalip.net.nftfence import Fence, table_name
 from externalip_lab.netns import entered
 from externalip_lab.topology import Topology, ip, node_addresses

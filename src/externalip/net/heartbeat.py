@@ -26,8 +26,9 @@ import struct
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -35,7 +36,10 @@ from externalip import log
 from externalip.core.heartbeat import (
     Beat,
     ForgedError,
+    KeyRing,
     MalformedError,
+    Peer,
+    PeerView,
     ReplayGuard,
     decode,
     encode,
@@ -65,40 +69,6 @@ FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detect
 LOST_AT_ONCE = Histogram("externalip_heartbeat_peers_lost_at_once",
                          "Peers that went stale in the same beat interval (when any did)",
                          buckets=(1, 2, 3, 5, 10, 20, 50, 100))
-
-
-@dataclass(frozen=True)
-class KeyRing:
-    """The keys beats are signed with: `send_id` signs, any of `keys` verifies."""
-
-    send_id: int
-    keys: Mapping[int, bytes]
-
-    def __post_init__(self) -> None:
-        if self.send_id not in self.keys:
-            raise ValueError(f"the sending key id {self.send_id} is not in the ring")
-
-
-@dataclass(frozen=True)
-class Peer:
-    beat: Beat        # the last beat accepted from it
-    heard_at: float   # time.monotonic() when it arrived
-    fresh: bool       # heard within the detection window
-
-
-@dataclass(frozen=True)
-class PeerView:
-    """What this node knows at monotonic time `at`; a copy, safe to keep."""
-
-    node: str
-    at: float
-    peers: Mapping[str, Peer]
-    hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
-    lag: float              # how late our latest wake-up was, seconds
-    starved: bool           # a wake-up within the detection window was too late
-
-    def fresh(self, peer: str) -> bool:
-        return peer in self.hears
 
 
 @dataclass
@@ -180,16 +150,23 @@ class Heartbeats:
         self._incarnation = time.time_ns() // 1_000_000
         self._seq = 0
         self._holding = True  # so a first "may not hold" lapses what an earlier run left
+        self._started = float("inf")
 
     def start(self) -> None:
         family, self._target = _broadcast_target(self.link, self.port)
         self._sock = _open_socket(self.link, self.port, family)
         self._stop.clear()
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
                                         daemon=True)
         self._thread.start()
         _log.info("heartbeats started", link=self.link, port=self.port,
                   target=str(self._target[0]), interval=self.interval, detect=self.detect)
+
+    @property
+    def running(self) -> bool:
+        """The thread is beating (false once stopped, or if it died of a bug: see the log)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop sending and listening (the fence then lapses on its own timeout)."""
@@ -216,10 +193,17 @@ class Heartbeats:
         peers = {name: Peer(p.beat, p.heard_at, now - p.heard_at <= self.detect)
                  for name, p in st.peers.items()}
         hears = frozenset(name for name, p in peers.items() if p.fresh)
-        return PeerView(self.node, now, peers, hears, st.lag,
+        return PeerView(self.node, now, self._started, peers, hears, st.lag,
                         now - st.late_at <= self.detect)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # we fall silent: peers see us stale and the fence lapses
+            _log.exception("heartbeat thread failed", link=self.link)
+            raise
+
+    def _loop(self) -> None:
         due = time.monotonic()
         while not self._stop.is_set():
             wait = due - time.monotonic()
@@ -251,7 +235,7 @@ class Heartbeats:
             LOST_AT_ONCE.observe(lost)
         self._send(view)
         if changed:
-            self._on_change(view)
+            self._callback(self._on_change, view)
         self._guard_fence(view)
 
     def _send(self, view: PeerView) -> None:
@@ -270,6 +254,12 @@ class Heartbeats:
         except ValueError as err:
             SEND_ERRORS.inc()
             _log.error("heartbeat cannot be encoded", link=self.link, error=str(err))
+
+    def _callback(self, function: Callable[[Any], None], argument: object) -> None:
+        try:
+            function(argument)
+        except Exception:  # the caller's bug must not stop the beats
+            _log.exception("heartbeat callback failed", link=self.link)
 
     def _guard_fence(self, view: PeerView) -> None:
         if self.fence is None:
@@ -329,7 +319,7 @@ class Heartbeats:
                 AUTH_ALARMS.inc()
                 _log.warning("heartbeat of a known peer failed authentication",
                              peer=err.node, key_id=err.key_id, link=self.link)
-                self._on_auth_failure(err.node)
+                self._callback(self._on_auth_failure, err.node)
             return
         if beat.node == self.node:
             return  # our own broadcast, looped back
