@@ -8,6 +8,8 @@ process so the test can freeze it (SIGSTOP), as a frozen agent would be.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import json
 import signal
@@ -19,8 +21,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from externalip.net.announce import Announcer, parse_arp, parse_na
+from externalip.net.netlink import ARPHRD_ETHER, IFF_UP, Link
 from externalip.net.nftfence import Fence, FenceError, table_name
-from externalip_lab.netns import NetnsSet, entered, ip
+from externalip_lab.netns import Capture, NetnsSet, entered, ip
 
 pytestmark = pytest.mark.netns
 
@@ -136,6 +140,40 @@ def test_lapse_hold_and_remove_in_process(seg: Segment) -> None:
         listed = seg.ns.exec(seg.node, ["nft", "list", "tables"]).stdout
         assert table_name(seg.dev) not in listed
     finally:
+        fence.close()
+
+
+def test_lapsed_fence_stops_our_own_announcements(seg: Segment) -> None:
+    info = json.loads(ip("-j", "link", "show", "dev", seg.dev, netns=seg.node).stdout)[0]
+    link = Link(info["ifindex"], seg.dev, bytes.fromhex(info["address"].replace(":", "")),
+                IFF_UP, ARPHRD_ETHER)
+    vips = [ipaddress.ip_address(V4), ipaddress.ip_address(V6)]
+    with entered(seg.node):
+        fence = Fence(seg.dev)
+        announcer = Announcer()
+    try:
+        fence.install()
+        fence.hold(vips)
+
+        def heard_announcements() -> set[str]:
+            with Capture(seg.client, seg.cdev) as cap:
+                for vip in vips:
+                    # a frame the fence drops fails with ENOBUFS at the sender
+                    with contextlib.suppress(OSError):
+                        announcer.send(link, vip)
+                cap.wait_for(lambda frame: False, within=0.5)
+                arp = {str(a["sender_ip"]) for a in map(parse_arp, cap.frames) if a}
+                na = {str(n["target"]) for n in map(parse_na, cap.frames) if n}
+            return (arp | na) & {V4, V6}
+
+        assert heard_announcements() == set()  # never refreshed: silent both ways
+        fence.refresh(30)
+        assert heard_announcements() == {V4, V6}
+        fence.lapse()
+        assert heard_announcements() == set()
+    finally:
+        asyncio.run(announcer.close())
+        fence.remove()
         fence.close()
 
 

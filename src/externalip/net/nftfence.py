@@ -2,10 +2,13 @@
 
 Issue 11: the old holder must go silent within the failover bound even when
 its agent is frozen (SIGSTOP) or starved, so silence must not need the agent
-to run. One nftables table per link, in the `netdev` family on the link's
-ingress hook, drops incoming ARP requests whose target is one of our held
-IPv4 addresses and neighbour solicitations whose target (the ICMPv6 payload
-at byte 8, 16 bytes) is one of our held IPv6 addresses, *unless* the set
+to run. One nftables table per link, in the `netdev` family, drops on the link's
+ingress hook ARP requests whose target is one of our held IPv4 addresses
+and neighbour solicitations whose target (the ICMPv6 payload at byte 8, 16
+bytes) is one of our held IPv6 addresses, and on its egress hook ARP with a
+held sender address and NA/NS that speak for a held address (gratuitous
+ARP and unsolicited NA from an announcer that should have stopped, or the
+kernel soliciting a neighbour from a held source), *unless* the set
 `alive` holds the link's name. That element has a timeout: the heartbeat
 thread refreshes it every interval while the failover rules allow us to
 hold (`refresh`); when the thread stops, for whatever reason, the element
@@ -123,16 +126,21 @@ class Fence:
 
     def install(self) -> None:
         t, link = self.table, self.link
-        guard = "iifname != @alive counter drop"
+        guard_in, guard_out = "iifname != @alive counter drop", "oifname != @alive counter drop"
         self._nft.run(f"""
 add table {t}
 add set {t} alive {{ type ifname; flags timeout; }}
 add set {t} held4 {{ type ipv4_addr; }}
 add set {t} held6 {{ typeof @th,64,128; }}
 add chain {t} ingress {{ type filter hook ingress device "{link}" priority -100; policy accept; }}
+add chain {t} egress {{ type filter hook egress device "{link}" priority -100; policy accept; }}
 flush chain {t} ingress
-add rule {t} ingress arp operation request arp daddr ip @held4 {guard}
-add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard}
+flush chain {t} egress
+add rule {t} ingress arp operation request arp daddr ip @held4 {guard_in}
+add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard_in}
+add rule {t} egress arp saddr ip @held4 {guard_out}
+add rule {t} egress icmpv6 type nd-neighbor-advert @th,64,128 @held6 {guard_out}
+add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out}
 """.encode())
         self._held = self.held()
 
