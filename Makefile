@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 bird2 procps iputils-ping curl
+APT_PACKAGES := iproute2 bird2 procps iputils-ping curl nftables libnftables1
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv k8s-binaries helm lint test unit integration lab lab-down bench clean

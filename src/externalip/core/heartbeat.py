@@ -2,8 +2,8 @@
 
 Pure: bytes in, bytes out, the receiver's clock passed in. The transport
 (`externalip.net.heartbeat`) sends one `Beat` per interval and feeds what it
-receives through `decode` and a `ReplayGuard`; the failover rules read the
-decoded beats.
+receives through `decode` and a `ReplayGuard`; the failover rules
+(`core.liveness`) read its `PeerView`, defined here so that they can.
 
 Wire format, version 1, network byte order::
 
@@ -118,7 +118,7 @@ class ForgedError(BeatError):
 
 
 def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()[:MAC_BYTES]
+    return hmac.digest(key, data, "sha256")[:MAC_BYTES]
 
 
 def encode(beat: Beat, key_id: int, key: bytes) -> bytes:
@@ -213,3 +213,38 @@ class ReplayGuard:
     def forget(self, node: str) -> None:
         """Drop what we remember of `node` (it left the cluster)."""
         self._last.pop(node, None)
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The keys beats are signed with: `send_id` signs, any of `keys` verifies."""
+
+    send_id: int
+    keys: Mapping[int, bytes]
+
+    def __post_init__(self) -> None:
+        if self.send_id not in self.keys:
+            raise ValueError(f"the sending key id {self.send_id} is not in the ring")
+
+
+@dataclass(frozen=True)
+class Peer:
+    beat: Beat        # the last beat accepted from it
+    heard_at: float   # time.monotonic() when it arrived
+    fresh: bool       # heard within the detection window
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What this node knows at monotonic time `at`; a copy, safe to keep."""
+
+    node: str
+    at: float
+    started: float          # when these heartbeats started: listen a window before claiming
+    peers: Mapping[str, Peer]
+    hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
+    lag: float              # how late our latest wake-up was, seconds
+    starved: bool           # a wake-up within the detection window was too late
+
+    def fresh(self, peer: str) -> bool:
+        return peer in self.hears

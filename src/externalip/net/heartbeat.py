@@ -26,8 +26,9 @@ import struct
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -35,7 +36,10 @@ from externalip import log
 from externalip.core.heartbeat import (
     Beat,
     ForgedError,
+    KeyRing,
     MalformedError,
+    Peer,
+    PeerView,
     ReplayGuard,
     decode,
     encode,
@@ -46,6 +50,8 @@ _log = log.get(__name__)
 
 DEFAULT_PORT = 7947
 SIOCGIFBRDADDR = 0x8919
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
+_TIMESPEC = struct.Struct("@qq")
 
 DROPPED = Counter("externalip_heartbeat_dropped_total",
                   "Heartbeat datagrams dropped, by reason", ["reason"])
@@ -60,40 +66,9 @@ LAG = Histogram("externalip_heartbeat_lag_seconds",
                 "How late the heartbeat thread woke up for each beat",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window")
-
-
-@dataclass(frozen=True)
-class KeyRing:
-    """The keys beats are signed with: `send_id` signs, any of `keys` verifies."""
-
-    send_id: int
-    keys: Mapping[int, bytes]
-
-    def __post_init__(self) -> None:
-        if self.send_id not in self.keys:
-            raise ValueError(f"the sending key id {self.send_id} is not in the ring")
-
-
-@dataclass(frozen=True)
-class Peer:
-    beat: Beat        # the last beat accepted from it
-    heard_at: float   # time.monotonic() when it arrived
-    fresh: bool       # heard within the detection window
-
-
-@dataclass(frozen=True)
-class PeerView:
-    """What this node knows at monotonic time `at`; a copy, safe to keep."""
-
-    node: str
-    at: float
-    peers: Mapping[str, Peer]
-    hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
-    lag: float              # how late our latest wake-up was, seconds
-    starved: bool           # a wake-up within the detection window was too late
-
-    def fresh(self, peer: str) -> bool:
-        return peer in self.hears
+LOST_AT_ONCE = Histogram("externalip_heartbeat_peers_lost_at_once",
+                         "Peers that went stale in the same beat interval (when any did)",
+                         buckets=(1, 2, 3, 5, 10, 20, 50, 100))
 
 
 @dataclass
@@ -124,6 +99,7 @@ def _open_socket(link: str, port: int, family: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         if family == socket.AF_INET:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.bind(("0.0.0.0", port))
@@ -173,17 +149,24 @@ class Heartbeats:
         self._target: tuple[object, ...] = ()
         self._incarnation = time.time_ns() // 1_000_000
         self._seq = 0
-        self._holding = False
+        self._holding = True  # so a first "may not hold" lapses what an earlier run left
+        self._started = float("inf")
 
     def start(self) -> None:
         family, self._target = _broadcast_target(self.link, self.port)
         self._sock = _open_socket(self.link, self.port, family)
         self._stop.clear()
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
                                         daemon=True)
         self._thread.start()
         _log.info("heartbeats started", link=self.link, port=self.port,
                   target=str(self._target[0]), interval=self.interval, detect=self.detect)
+
+    @property
+    def running(self) -> bool:
+        """The thread is beating (false once stopped, or if it died of a bug: see the log)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop sending and listening (the fence then lapses on its own timeout)."""
@@ -210,10 +193,17 @@ class Heartbeats:
         peers = {name: Peer(p.beat, p.heard_at, now - p.heard_at <= self.detect)
                  for name, p in st.peers.items()}
         hears = frozenset(name for name, p in peers.items() if p.fresh)
-        return PeerView(self.node, now, peers, hears, st.lag,
+        return PeerView(self.node, now, self._started, peers, hears, st.lag,
                         now - st.late_at <= self.detect)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # we fall silent: peers see us stale and the fence lapses
+            _log.exception("heartbeat thread failed", link=self.link)
+            raise
+
+    def _loop(self) -> None:
         due = time.monotonic()
         while not self._stop.is_set():
             wait = due - time.monotonic()
@@ -237,12 +227,15 @@ class Heartbeats:
             if lag > self.starve_after:
                 self._state.late_at = now
             view = self._view(now)
+            lost = len(self._state.fresh - view.hears)
             changed = view.hears != self._state.fresh
             self._state.fresh = view.hears
         FRESH.set(len(view.hears))
+        if lost:
+            LOST_AT_ONCE.observe(lost)
         self._send(view)
         if changed:
-            self._on_change(view)
+            self._callback(self._on_change, view)
         self._guard_fence(view)
 
     def _send(self, view: PeerView) -> None:
@@ -261,6 +254,12 @@ class Heartbeats:
         except ValueError as err:
             SEND_ERRORS.inc()
             _log.error("heartbeat cannot be encoded", link=self.link, error=str(err))
+
+    def _callback(self, function: Callable[[Any], None], argument: object) -> None:
+        try:
+            function(argument)
+        except Exception:  # the caller's bug must not stop the beats
+            _log.exception("heartbeat callback failed", link=self.link)
 
     def _guard_fence(self, view: PeerView) -> None:
         if self.fence is None:
@@ -281,16 +280,27 @@ class Heartbeats:
             _log.error("fence not updated", link=self.link, error=str(err))
 
     def _receive(self) -> None:
+        """Take in every queued datagram, each dated by when the kernel received it.
+
+        After a stall the queue holds beats that arrived long ago: dating them
+        by now would make peers that fell silent meanwhile look fresh.
+        """
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(2048)
+                data, ancillary, _, _ = self._sock.recvmsg(2048, 64)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
                 _log.debug("heartbeat receive failed", link=self.link, error=str(err))
                 return
-            self._accept(data, time.monotonic(), time.time_ns() // 1_000_000)
+            now, now_ns = time.monotonic(), time.time_ns()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    age = max(0.0, (now_ns - (sec * 10**9 + nsec)) / 1e9)
+                    now -= age
+            self._accept(data, now, now_ns // 1_000_000)
 
     def _drop(self, reason: str) -> None:
         DROPPED.labels(reason).inc()
@@ -309,7 +319,7 @@ class Heartbeats:
                 AUTH_ALARMS.inc()
                 _log.warning("heartbeat of a known peer failed authentication",
                              peer=err.node, key_id=err.key_id, link=self.link)
-                self._on_auth_failure(err.node)
+                self._callback(self._on_auth_failure, err.node)
             return
         if beat.node == self.node:
             return  # our own broadcast, looped back

@@ -2,10 +2,13 @@
 
 Issue 11: the old holder must go silent within the failover bound even when
 its agent is frozen (SIGSTOP) or starved, so silence must not need the agent
-to run. One nftables table per link, in the `netdev` family on the link's
-ingress hook, drops incoming ARP requests whose target is one of our held
-IPv4 addresses and neighbour solicitations whose target (the ICMPv6 payload
-at byte 8, 16 bytes) is one of our held IPv6 addresses, *unless* the set
+to run. One nftables table per link, in the `netdev` family, drops on the link's
+ingress hook ARP requests whose target is one of our held IPv4 addresses
+and neighbour solicitations whose target (the ICMPv6 payload at byte 8, 16
+bytes) is one of our held IPv6 addresses, and on its egress hook ARP with a
+held sender address and NA/NS that speak for a held address (gratuitous
+ARP and unsolicited NA from an announcer that should have stopped, or the
+kernel soliciting a neighbour from a held source), *unless* the set
 `alive` holds the link's name. That element has a timeout: the heartbeat
 thread refreshes it every interval while the failover rules allow us to
 hold (`refresh`); when the thread stops, for whatever reason, the element
@@ -13,10 +16,12 @@ expires in the kernel and the node falls silent for those addresses while
 keeping them (nothing is removed, so a recovering agent has nothing to
 re-add). One table for both families means one set to refresh.
 
-Commands go through libnftables (`libnftables.so.1`) over ctypes, with one
-context (one netlink socket) kept open: a refresh is one small transaction,
-no process is spawned. The context is bound to the network namespace of the
-thread that creates the `Fence`.
+Commands go through libnftables (`libnftables.so.1`) over ctypes, with
+contexts (netlink sockets) kept open: a refresh is one small transaction, no
+process is spawned. Refreshes have a context of their own, so the heartbeat
+thread never waits behind the agent replacing thousands of held addresses.
+`hold` writes only the difference from what it wrote last. The contexts are
+bound to the network namespace of the thread that creates the `Fence`.
 """
 
 from __future__ import annotations
@@ -115,36 +120,66 @@ class Fence:
         self.link = link
         self.table = f"netdev {table_name(link)}"
         self._nft = _Nft()
+        self._liveness = _Nft()  # for refresh/lapse only: never queued behind a big hold
         self._refresh_commands: dict[int, bytes] = {}
+        self._held: set[IPAddress] | None = None  # what the kernel has, as far as we know
 
     def install(self) -> None:
         t, link = self.table, self.link
-        guard = "iifname != @alive counter drop"
+        guard_in, guard_out = "iifname != @alive counter drop", "oifname != @alive counter drop"
         self._nft.run(f"""
 add table {t}
 add set {t} alive {{ type ifname; flags timeout; }}
 add set {t} held4 {{ type ipv4_addr; }}
 add set {t} held6 {{ typeof @th,64,128; }}
 add chain {t} ingress {{ type filter hook ingress device "{link}" priority -100; policy accept; }}
+add chain {t} egress {{ type filter hook egress device "{link}" priority -100; policy accept; }}
 flush chain {t} ingress
-add rule {t} ingress arp operation request arp daddr ip @held4 {guard}
-add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard}
+flush chain {t} egress
+add rule {t} ingress arp operation request arp daddr ip @held4 {guard_in}
+add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard_in}
+add rule {t} egress arp saddr ip @held4 {guard_out}
+add rule {t} egress icmpv6 type nd-neighbor-advert @th,64,128 @held6 {guard_out}
+add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out}
 """.encode())
+        self._held = self.held()
 
     def hold(self, addresses: Iterable[IPAddress]) -> None:
-        """Fence exactly these addresses (replaces the previous set in one transaction)."""
+        """Fence exactly these addresses (one transaction, whatever their number).
+
+        Only the difference from the last write is sent; if the kernel's sets
+        turn out not to be what we wrote (someone edited them), they are
+        replaced whole.
+        """
+        want = set(addresses)
+        if self._held == want:
+            return
+        if self._held is not None:
+            try:
+                self._nft.run(self._elements("delete", self._held - want)
+                              + self._elements("add", want - self._held))
+                self._held = want
+                return
+            except FenceError:
+                pass
+        flush = f"flush set {self.table} held4\nflush set {self.table} held6\n".encode()
+        self._held = None
+        self._nft.run(flush + self._elements("add", want))
+        self._held = want
+
+    def _elements(self, verb: str, addresses: Iterable[IPAddress]) -> bytes:
         v4, v6 = [], []
         for addr in addresses:
             if addr.version == 4:
                 v4.append(str(addr))
             else:
                 v6.append(f"0x{int(addr):032x}")
-        lines = [f"flush set {self.table} held4", f"flush set {self.table} held6"]
+        lines = []
         for name, elements in (("held4", v4), ("held6", v6)):
             for i in range(0, len(elements), BATCH):
                 batch = ", ".join(elements[i:i + BATCH])
-                lines.append(f"add element {self.table} {name} {{ {batch} }}")
-        self._nft.run("\n".join(lines).encode())
+                lines.append(f"{verb} element {self.table} {name} {{ {batch} }}\n")
+        return "".join(lines).encode()
 
     def refresh(self, timeout: float) -> None:
         """Let the node answer for its held addresses for `timeout` seconds from now."""
@@ -155,11 +190,11 @@ add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard}
                         f'add element {self.table} alive {{ "{self.link}" timeout {ms}ms }}'
                         ).encode()
             self._refresh_commands[ms] = commands
-        self._nft.run(commands)
+        self._liveness.run(commands)
 
     def lapse(self) -> None:
         """Fall silent for the held addresses now, without waiting for the timeout."""
-        self._nft.run(f"flush set {self.table} alive".encode())
+        self._liveness.run(f"flush set {self.table} alive".encode())
 
     def held(self) -> set[IPAddress]:
         """The addresses the kernel fences (read back, for checks and status)."""
@@ -174,7 +209,9 @@ add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard}
     def remove(self) -> None:
         """Delete our table (also when it is not there); the fence is gone."""
         self._nft.run(f"add table {self.table}\ndelete table {self.table}".encode())
+        self._held = None
 
     def close(self) -> None:
-        """Release the nftables context (the table stays; `remove()` deletes it)."""
+        """Release the nftables contexts (the table stays; `remove()` deletes it)."""
         self._nft.close()
+        self._liveness.close()

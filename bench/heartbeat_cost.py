@@ -1,0 +1,158 @@
+"""What the heartbeats (src/externalip/net/heartbeat.py) cost per node.
+
+For 3, 10 and 30 node namespaces on one bridge (the lab's topology), one
+process per node runs `Heartbeats` at the default timings (beat every
+100 ms, detection window 500 ms). Once all are up and hear each other, each
+measures for a window of its own (default 10 s): its CPU time (user +
+system, all threads), beats sent and received, how late its wake-ups were,
+and how many times a peer went stale although nothing failed (false
+suspicions). The rest is computed from the protocol: a node receives
+(N - 1) x 10 beats per second of 50 + len(name) + 5 x (N - 1) bytes, so the
+CPU cost per received beat measured at the largest size gives the cost at
+100 and 1,000 nodes. Everything carries a unique prefix and is removed.
+
+    .venv/bin/python bench/heartbeat_cost.py [seconds] [sizes...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+
+from externalip.core.heartbeat import MAX_DATAGRAM, TAG_BYTES
+
+PORT = 7947
+KEY = b"bench-heartbeat-key-0123456789ab"
+INTERVAL = 0.1
+
+
+def child(node: str, seconds: float) -> None:
+    """Run in a node namespace: beat, wait for "go", measure a window, print JSON."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415 (the parent does not need it)
+
+    from externalip import log  # noqa: PLC0415
+    from externalip.core.heartbeat import KeyRing, PeerView  # noqa: PLC0415
+    from externalip.net.heartbeat import Heartbeats  # noqa: PLC0415
+
+    log.setup("json", "warning")  # stdout carries the result
+
+    stale_flips = [0]
+    last: list[frozenset[str]] = [frozenset()]
+
+    def on_change(view: PeerView) -> None:
+        stale_flips[0] += len(last[0] - view.hears)
+        last[0] = view.hears
+
+    hb = Heartbeats(node, "eth0", PORT, KeyRing(1, {1: KEY}), interval=INTERVAL,
+                    on_change=on_change)
+    hb.start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    time.sleep(2)  # everybody hears everybody before the window opens
+
+    def sample() -> tuple[float, float, float, float]:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        value = REGISTRY.get_sample_value
+        return (ru.ru_utime + ru.ru_stime, value("externalip_heartbeat_sent_total") or 0,
+                value("externalip_heartbeat_received_total") or 0, time.monotonic())
+
+    stale_flips[0] = 0
+    lags: list[float] = []
+    before = sample()
+    end = before[3] + seconds
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        lags.append(hb.view().lag)
+    after = sample()
+    view = hb.view()
+    hb.stop()
+    span = after[3] - before[3]
+    print(json.dumps({
+        "node": node, "cpu": (after[0] - before[0]) / span,
+        "sent": (after[1] - before[1]) / span, "received": (after[2] - before[2]) / span,
+        "fresh": len(view.hears), "stale_flips": stale_flips[0],
+        "lag_max": max(lags), "lag_p50": sorted(lags)[len(lags) // 2],
+    }), flush=True)
+
+
+def run_size(n: int, seconds: float) -> list[dict[str, float]]:
+    from externalip_lab.topology import Topology  # noqa: PLC0415
+
+    topo = Topology("eipb" + secrets.token_hex(3), n)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        topo.create()
+        for node in topo.node_names():
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", topo.node_ns(node), sys.executable, __file__,
+                 "--child", node, str(seconds)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [json.loads(p.communicate(timeout=seconds + 120)[0]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        topo.destroy()
+
+
+def datagram_bytes(peers: int, name_len: int = 5) -> int:
+    return 50 + name_len + TAG_BYTES * peers
+
+
+def report(n: int, results: list[dict[str, float]]) -> tuple[float, float]:
+    """Print one size; (median CPU per node, beats received per node per second)."""
+    cpu = sorted(r["cpu"] for r in results)
+    received = sum(r["received"] for r in results) / n
+    sent = sum(r["sent"] for r in results)
+    print(f"{n:>3} nodes: CPU per node median {cpu[n // 2] * 100:.2f} % max {cpu[-1] * 100:.2f} %"
+          f" of one core; beats sent per node {sent / n:.1f}/s, received per node "
+          f"{received:.0f}/s, on the segment {sent:.0f}/s of {datagram_bytes(n - 1)} bytes "
+          f"(+ 42 bytes of headers); all fresh at the end: "
+          f"{all(r['fresh'] == n - 1 for r in results)}; false stale flips "
+          f"{sum(r['stale_flips'] for r in results)}; wake-up lag p50 "
+          f"{max(r['lag_p50'] for r in results) * 1000:.1f} ms, max "
+          f"{max(r['lag_max'] for r in results) * 1000:.0f} ms")
+    return cpu[n // 2], received
+
+
+def main(seconds: float, sizes: list[int]) -> None:
+    from externalip import log  # noqa: PLC0415
+
+    log.setup("json", "warning")
+    print(f"heartbeat cost, {seconds:.0f} s windows, beat every {INTERVAL * 1000:.0f} ms, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    points = [report(n, run_size(n, seconds)) for n in sorted(sizes)]
+    (cpu0, rx0), (cpu1, rx1) = points[0], points[-1]
+    # CPU = fixed + per_beat x received: the slope between the smallest and largest size
+    per_beat = (cpu1 - cpu0) / (rx1 - rx0) if rx1 > rx0 else cpu1 / max(rx1, 1.0)
+    fixed = max(0.0, cpu0 - per_beat * rx0)
+    print(f"CPU model from {sizes[0]} and {sizes[-1]} nodes: {fixed * 100:.2f} % of one core "
+          f"fixed + {per_beat * 1e6:.1f} us per received beat")
+    for n in (10, 100, 1000):
+        rx = (n - 1) / INTERVAL
+        size = datagram_bytes(n - 1)
+        fits = "" if size <= MAX_DATAGRAM else (
+            f" (a beat would be {size} bytes, more than one datagram: full mesh stops here)")
+        print(f"  projected {n:>4} nodes: receive {rx:,.0f} beats/s per node, segment "
+              f"{n / INTERVAL:,.0f} beats/s, {rx * (size + 42) * 8 / 1e6:.2f} Mbit/s in per node, "
+              f"CPU {(fixed + rx * per_beat) * 100:.1f} % of one core per node{fits}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], float(sys.argv[3]))
+    else:
+        main(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0,
+             [int(x) for x in sys.argv[2:]] or [3, 10, 30])
