@@ -82,6 +82,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("peer-detect", 0.5,
          "silence after which a peer is suspected; a strict majority of live observers "
          "must agree before it is taken over", (AGENT,), duration),
+    Flag("restart-grace", 20.0,
+         "an agent stopped with SIGTERM (a restart, a rolled DaemonSet) keeps answering for "
+         "its addresses this long (keep it below --addr-lifetime minus a third of it), and "
+         "its peers take nothing over meanwhile; one that is "
+         "killed or dies is taken over in under a second", (AGENT,), duration),
     Flag("peer-confirm", 0.3,
          "a holder answers for its addresses only while peers confirmed hearing it this "
          "recently (must stay below --peer-detect)", (AGENT,), duration),

@@ -119,6 +119,15 @@ def test_at_most_one_standby_takes_a_claim_given_the_same_evidence(
     assert len(takers) <= 1
 
 
+def test_a_restarting_peer_is_not_down_within_the_grace() -> None:
+    peers = {"b": Peer(FRESH, frozenset({"a"})), "c": Peer(2.0, restarting=True)}
+    ev = Evidence(me="a", peers=peers, members=frozenset("abc"))
+    assert not is_down(ev, T, "c")
+    late = Evidence(me="a", peers={**peers, "c": Peer(31.0, restarting=True)},
+                    members=frozenset("abc"))
+    assert is_down(late, T, "c")
+
+
 def test_a_peer_failing_authentication_is_never_judged_down() -> None:
     ev = view("a", {"b": (FRESH, set()), "c": (STALE, set())}, unverified=frozenset({"c"}))
     assert not is_down(ev, T, "c")

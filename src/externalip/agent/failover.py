@@ -30,9 +30,10 @@ from externalip import log
 from externalip.core import liveness
 from externalip.core.addresses import IPAddress
 from externalip.core.claims import to_hold
+from externalip.core.heartbeat import KeyRing
 from externalip.core.holding import Want
 from externalip.core.model import Claim
-from externalip.net.heartbeat import Heartbeats, KeyRing
+from externalip.net.heartbeat import Heartbeats
 
 _log = log.get(__name__)
 
@@ -65,7 +66,8 @@ class HeartbeatPeers:
         view = self._hb.view()
         return {name: liveness.Peer(age=view.at - p.heard_at,
                                     hears=frozenset(n for n in names if p.beat.heard(n)),
-                                    starved=p.beat.starved)
+                                    starved=p.beat.starved,
+                                    restarting=p.beat.restarting)
                 for name, p in view.peers.items()}
 
     def starved(self) -> bool:

@@ -44,6 +44,7 @@ MAX_NAME_BYTES = 253
 MAX_DATAGRAM = 1452  # 1500 - 40 (IPv6) - 8 (UDP)
 MIN_KEY_BYTES = 16
 _STARVED = 0x01
+_RESTARTING = 0x02
 
 _HEADER = struct.Struct("!4sBBBBQQQH")
 _U64 = 2**64
@@ -76,6 +77,9 @@ class Beat:
         detection window; ask with `heard(name)`.
     starved: the sender's own loop is running late: its silence verdicts
         are not to be trusted, so it must neither accuse nor vote.
+    restarting: the sender's agent is stopping to restart (SIGTERM, a rolled
+        DaemonSet); its addresses stay up meanwhile, so its silence is not
+        its death until the restart grace has passed.
     """
 
     node: str
@@ -84,12 +88,15 @@ class Beat:
     sent_ms: int
     hears: frozenset[bytes]
     starved: bool
+    restarting: bool = False
 
     @classmethod
     def hearing(cls, node: str, *, incarnation: int, seq: int, sent_ms: int,
-                hears: Iterable[str], starved: bool = False) -> Beat:
+                hears: Iterable[str], starved: bool = False, restarting: bool = False
+                ) -> Beat:
         """A beat built from the names of the peers heard."""
-        return cls(node, incarnation, seq, sent_ms, frozenset(map(tag, hears)), starved)
+        return cls(node, incarnation, seq, sent_ms, frozenset(map(tag, hears)), starved,
+                   restarting)
 
     def heard(self, peer: str) -> bool:
         return tag(peer) in self.hears
@@ -138,7 +145,8 @@ def encode(beat: Beat, key_id: int, key: bytes) -> bytes:
     if size > MAX_DATAGRAM:
         raise ValueError(f"a beat hearing {len(tags)} peers takes {size} bytes, "
                          f"more than one datagram of {MAX_DATAGRAM}")
-    body = _HEADER.pack(MAGIC, VERSION, key_id, _STARVED if beat.starved else 0, len(name),
+    flags = (_STARVED if beat.starved else 0) | (_RESTARTING if beat.restarting else 0)
+    body = _HEADER.pack(MAGIC, VERSION, key_id, flags, len(name),
                         beat.incarnation, beat.seq, beat.sent_ms, len(tags))
     body += name + b"".join(tags)
     return body + _mac(key, body)
@@ -172,13 +180,14 @@ def decode(data: bytes, keys: Mapping[int, bytes]) -> Beat:
         raise ForgedError(f"MAC does not verify with key id {key_id}", node, key_id)
     if node is None:
         raise MalformedError("sender name is not UTF-8")
-    if flags & ~_STARVED:
+    if flags & ~(_STARVED | _RESTARTING):
         raise MalformedError(f"unknown flags {flags:#x}")
     raw = data[name_end:-MAC_BYTES]
     hears = frozenset(raw[i:i + TAG_BYTES] for i in range(0, len(raw), TAG_BYTES))
     if len(hears) != count:
         raise MalformedError("a peer is listed twice in hears")
-    return Beat(node, incarnation, seq, sent_ms, hears, bool(flags & _STARVED))
+    return Beat(node, incarnation, seq, sent_ms, hears, bool(flags & _STARVED),
+                bool(flags & _RESTARTING))
 
 
 Refusal = Literal["replay", "clock-skew"]

@@ -42,6 +42,7 @@ class Timing:
     detect: float = 0.5  # silence after which a peer is suspected
     confirm: float = 0.3  # how recent a peer's "I hear you" must be for us to keep answering
     startup: float = 0.5  # an agent listens this long before it takes anything over
+    restart_grace: float = 30.0  # a peer that said it restarts is not down before this
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Peer:
     age: float  # seconds since its last valid heartbeat reached us
     hears: frozenset[str] = frozenset()
     starved: bool = False
+    restarting: bool = False  # its last beat said its agent restarts (SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ def is_down(ev: Evidence, t: Timing, node: str) -> bool:
         return False
     if _fresh(ev, node, t.detect):
         return False
+    peer = ev.peers.get(node)
+    if peer is not None and peer.restarting and peer.age <= t.restart_grace:
+        return False  # its addresses stay up while its agent restarts
     voters = observers(ev, t, node)
     silent = 1 + sum(1 for n in voters if node not in ev.peers[n].hears)
     return 2 * silent > 1 + len(voters)

@@ -178,6 +178,24 @@ class Heartbeats:
             self._sock.close()
             self._sock = None
 
+    def farewell(self, grace: float, repeats: int = 3) -> None:
+        """Stopping to restart (SIGTERM): keep answering for our addresses for
+        `grace` seconds, and tell the peers not to take them meanwhile. A
+        restarted agent adopts both; one that does not come back is taken over
+        once the grace has passed. Call after `stop()`."""
+        if self.fence is not None and self._holding:
+            try:
+                self.fence.refresh(grace)
+            except FenceError as err:
+                _log.error("fence not extended for the restart", link=self.link,
+                           error=str(err))
+        family, target = _broadcast_target(self.link, self.port)
+        with _open_socket(self.link, self.port, family) as sock:
+            self._sock, self._target = sock, target
+            for _ in range(repeats):  # a datagram may be lost
+                self._send(self.view(), restarting=True)
+            self._sock = None
+
     def view(self) -> PeerView:
         now = time.monotonic()
         with self._lock:
@@ -238,12 +256,12 @@ class Heartbeats:
             self._callback(self._on_change, view)
         self._guard_fence(view)
 
-    def _send(self, view: PeerView) -> None:
+    def _send(self, view: PeerView, restarting: bool = False) -> None:
         assert self._sock is not None
         self._seq += 1
         beat = Beat.hearing(self.node, incarnation=self._incarnation, seq=self._seq,
                             sent_ms=time.time_ns() // 1_000_000, hears=view.hears,
-                            starved=view.starved)
+                            starved=view.starved, restarting=restarting)
         try:
             self._sock.sendto(encode(beat, self.keys.send_id, self.keys.keys[self.keys.send_id]),
                               self._target)

@@ -55,7 +55,9 @@ async def run(opts: argparse.Namespace) -> int:
         jobs.append(failover.watch(agent.kick))
     code = await until_signal(jobs)
     if heartbeats is not None:
-        heartbeats.stop()  # the fence lapses on its own: a stopped agent answers no more
+        heartbeats.stop()
+        if code == 0:  # SIGTERM: a restart (a rolled DaemonSet) moves nothing
+            heartbeats.farewell(opts.restart_grace)
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
@@ -76,7 +78,8 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
                      key_dir=opts.peer_key_dir, lease_duration=opts.lease_duration)
         return None, None
     timing = Timing(interval=opts.peer_interval, detect=opts.peer_detect,
-                    confirm=opts.peer_confirm, startup=opts.peer_detect)
+                    confirm=opts.peer_confirm, startup=opts.peer_detect,
+                    restart_grace=opts.restart_grace)
     failover = Failover(opts.hostname, opts.iface, timing)
     fence: Fence | None
     try:
