@@ -66,7 +66,7 @@ class Informer:
         fields: Mapping[str, str] | None = None,
         transform: Transform = strip_managed_fields,
         page_size: int = 500,
-        max_backoff: float = 30.0,
+        max_backoff: float = 5.0,
     ) -> None:
         self._http = raw_http(client)
         self._path = collection_path(resource, namespace)
