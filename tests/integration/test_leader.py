@@ -9,7 +9,7 @@ import pytest
 from lightkube import AsyncClient
 
 from externalip.kube.client import raw_http
-from externalip.kube.leader import LeaderElector
+from externalip.kube.leases import LeaderElector
 from externalip_lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration

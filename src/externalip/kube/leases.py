@@ -1,4 +1,16 @@
-"""Which agents are alive, judged from their Lease renewals on our own clock.
+"""All Lease logic: leader election, and which agents are alive.
+
+Leader election on a coordination.k8s.io/v1 Lease, as client-go does it.
+
+Every write to the Lease carries the resourceVersion read before it, so two
+candidates can never both believe they took it (the API server lets one
+update win). Expiry is judged on this process's monotonic clock from the
+moment it last saw the record change, never by comparing wall clocks across
+machines. A leader that has not renewed within `renew_deadline` stops being
+leader at once, before the lease can expire for the others: at most one
+writer at any time, given renew_deadline < lease_duration.
+
+Which agents are alive, judged from their Lease renewals on our own clock.
 
 A Lease is fresh while less than its leaseDurationSeconds has passed, on this
 process's monotonic clock, since we last saw its renewTime change. Comparing
@@ -8,10 +20,134 @@ between machines; this does not.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import httpx2 as httpx
+from lightkube import AsyncClient
+
+from externalip import log
+from externalip.kube.client import raw_http
+from externalip.kube.times import now_micro
+
+_log = log.get(__name__)
+
+
+class LeaderElector:
+    def __init__(self, client: AsyncClient, namespace: str, name: str, identity: str, *,
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0,
+                 retry_period: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        self._http = raw_http(client)
+        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self._collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.name, self.identity = name, identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._clock = clock
+        self._on_change = on_change
+        self._leader = False
+        self._last_renew = 0.0
+        self._observed: tuple[str, float] | None = None  # (resourceVersion, when seen)
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while the last renewal is younger than the renew deadline."""
+        if self._leader and self._clock() - self._last_renew > self.renew_deadline:
+            self._set(False)
+        return self._leader
+
+    def _set(self, leader: bool) -> None:
+        if leader != self._leader:
+            self._leader = leader
+            _log.info("leadership changed", lease=self.name, identity=self.identity,
+                      leader=leader)
+            if self._on_change:
+                self._on_change(leader)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.try_acquire_or_renew()
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                _log.warning("leader election round failed", lease=self.name, error=str(exc))
+            _ = self.is_leader  # drops leadership when the deadline passed
+            await asyncio.sleep(self.retry_period if not self._leader
+                                else min(self.retry_period, self.renew_deadline / 3))
+
+    def _spec(self, transitions: int, acquired: str) -> dict[str, Any]:
+        return {"holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.lease_duration)),
+                "acquireTime": acquired, "renewTime": now_micro(),
+                "leaseTransitions": transitions}
+
+    async def try_acquire_or_renew(self) -> bool:
+        started = self._clock()
+        resp = await self._http.get(self._path)
+        if resp.status_code == 404:
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.name}, "spec": self._spec(0, now_micro())}
+            created = await self._http.post(self._collection, json=body)
+            if created.status_code in (200, 201):
+                self._won(started)
+                return True
+            return False
+        resp.raise_for_status()
+        lease = resp.json()
+        spec = lease.get("spec") or {}
+        version = lease["metadata"]["resourceVersion"]
+        if self._observed is None or self._observed[0] != version:
+            self._observed = (version, started)
+        holder = spec.get("holderIdentity") or ""
+        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        expired = started - self._observed[1] > duration
+        if holder and holder != self.identity and not expired:
+            self._set(False)
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0)
+        acquired = spec.get("acquireTime") or now_micro()
+        if holder != self.identity:
+            transitions += 1
+            acquired = now_micro()
+        lease["spec"] = self._spec(transitions, acquired)
+        updated = await self._http.put(self._path, json=lease)
+        if updated.status_code == 200:
+            self._observed = (updated.json()["metadata"]["resourceVersion"], started)
+            self._won(started)
+            return True
+        if updated.status_code == 409:  # someone else wrote first
+            self._set(False)
+            return False
+        updated.raise_for_status()
+        return False
+
+    def _won(self, started: float) -> None:
+        # Count from before the request: the lease may have been valid for
+        # others from the moment the server applied it.
+        self._last_renew = started
+        self._set(True)
+
+    async def release(self) -> None:
+        """Give the lease up (graceful shutdown), so a standby takes over at once."""
+        if not self._leader:
+            return
+        self._set(False)
+        try:
+            resp = await self._http.get(self._path)
+            if resp.status_code != 200:
+                return
+            lease = resp.json()
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["leaseDurationSeconds"] = 1
+            await self._http.put(self._path, json=lease)
+        except (httpx.HTTPError, OSError) as exc:
+            _log.warning("could not release the lease", lease=self.name, error=str(exc))
 
 
 @dataclass

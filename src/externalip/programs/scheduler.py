@@ -12,7 +12,7 @@ import socket
 from externalip import log
 from externalip.health import serve
 from externalip.kube.client import connect
-from externalip.kube.leader import LeaderElector
+from externalip.kube.leases import LeaderElector
 from externalip.scheduler import metrics
 from externalip.scheduler.controller import Options, Scheduler
 
