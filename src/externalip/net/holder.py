@@ -53,8 +53,10 @@ def _announce_failed(exc: OSError) -> None:
 
 
 class AddressHolder:
-    def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None):
+    def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None,
+                 *, clock: Callable[[], float] = time.monotonic):
         self.netlink = netlink
+        self._clock = clock
         self.lifetime = lifetime
         self.announcer = announcer or Announcer(
             on_sent=lambda family: ANNOUNCEMENTS.labels(str(family)).inc(),
@@ -94,7 +96,7 @@ class AddressHolder:
                 RECONCILE_ERRORS.labels("remove").inc()
                 _log.error("cannot remove address", address=str(have.interface), error=str(exc))
 
-        now = time.monotonic()
+        now = self._clock()
         due = [w for w in todo.keep
                if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
         failed = await self.netlink.refresh_many(
