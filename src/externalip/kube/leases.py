@@ -10,7 +10,12 @@ machines. A leader that has not renewed within `renew_deadline` stops being
 leader at once, before the lease can expire for the others: at most one
 writer at any time, given renew_deadline < lease_duration.
 
-Which agents are alive, judged from their Lease renewals on our own clock.
+An agent's own Lease (NodeLease), renewed every --hb: the slow liveness
+backstop the scheduler watches. One request per beat: a PUT with the
+resourceVersion last seen; a conflict makes the next beat read it again.
+
+Which agents are alive (LeaseTracker), judged from their Lease renewals on
+our own clock.
 
 A Lease is fresh while less than its leaseDurationSeconds has passed, on this
 process's monotonic clock, since we last saw its renewTime change. Comparing
@@ -21,29 +26,28 @@ between machines; this does not.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2 as httpx
-from lightkube import AsyncClient
-
 from externalip import log
-from externalip.kube.client import raw_http
+from externalip.kube.api import LEASES, Api, ApiError, ConflictError, NotFoundError
 from externalip.kube.times import now_micro
+
+LEASE_API = "coordination.k8s.io/v1"
 
 _log = log.get(__name__)
 
 
 class LeaderElector:
-    def __init__(self, client: AsyncClient, namespace: str, name: str, identity: str, *,
+    def __init__(self, api: Api, namespace: str, name: str, identity: str, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0,
                  retry_period: float = 2.0, clock: Callable[[], float] = time.monotonic,
                  on_change: Callable[[bool], None] | None = None) -> None:
-        self._http = raw_http(client)
-        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-        self._collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self._api = api
+        self._namespace = namespace
         self.name, self.identity = name, identity
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
@@ -73,7 +77,7 @@ class LeaderElector:
         while True:
             try:
                 await self.try_acquire_or_renew()
-            except (httpx.HTTPError, OSError, ValueError) as exc:
+            except (ApiError, OSError, ValueError) as exc:
                 _log.warning("leader election round failed", lease=self.name, error=str(exc))
             _ = self.is_leader  # drops leadership when the deadline passed
             await asyncio.sleep(self.retry_period if not self._leader
@@ -87,17 +91,17 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         started = self._clock()
-        resp = await self._http.get(self._path)
-        if resp.status_code == 404:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        try:
+            lease = await self._api.get(LEASES, self.name, self._namespace)
+        except NotFoundError:
+            body = {"apiVersion": LEASE_API, "kind": "Lease",
                     "metadata": {"name": self.name}, "spec": self._spec(0, now_micro())}
-            created = await self._http.post(self._collection, json=body)
-            if created.status_code in (200, 201):
-                self._won(started)
-                return True
-            return False
-        resp.raise_for_status()
-        lease = resp.json()
+            try:
+                await self._api.create(LEASES, body, self._namespace)
+            except ConflictError:
+                return False  # another candidate created it first
+            self._won(started)
+            return True
         spec = lease.get("spec") or {}
         version = lease["metadata"]["resourceVersion"]
         if self._observed is None or self._observed[0] != version:
@@ -114,16 +118,14 @@ class LeaderElector:
             transitions += 1
             acquired = now_micro()
         lease["spec"] = self._spec(transitions, acquired)
-        updated = await self._http.put(self._path, json=lease)
-        if updated.status_code == 200:
-            self._observed = (updated.json()["metadata"]["resourceVersion"], started)
-            self._won(started)
-            return True
-        if updated.status_code == 409:  # someone else wrote first
+        try:
+            updated = await self._api.replace(LEASES, self.name, lease, self._namespace)
+        except ConflictError:  # someone else wrote first
             self._set(False)
             return False
-        updated.raise_for_status()
-        return False
+        self._observed = (updated["metadata"]["resourceVersion"], started)
+        self._won(started)
+        return True
 
     def _won(self, started: float) -> None:
         # Count from before the request: the lease may have been valid for
@@ -137,17 +139,71 @@ class LeaderElector:
             return
         self._set(False)
         try:
-            resp = await self._http.get(self._path)
-            if resp.status_code != 200:
-                return
-            lease = resp.json()
+            lease = await self._api.get(LEASES, self.name, self._namespace)
             if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"]["holderIdentity"] = ""
             lease["spec"]["leaseDurationSeconds"] = 1
-            await self._http.put(self._path, json=lease)
-        except (httpx.HTTPError, OSError) as exc:
+            await self._api.replace(LEASES, self.name, lease, self._namespace)
+        except (ApiError, OSError) as exc:
             _log.warning("could not release the lease", lease=self.name, error=str(exc))
+
+
+class NodeLease:
+    """The Lease named after a node, renewed by that node's agent."""
+
+    def __init__(self, api: Api, namespace: str, node: str, lease_duration: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._namespace = namespace
+        self.node = node
+        self.duration = max(1, math.ceil(lease_duration))
+        self._clock = clock
+        self._lease: dict[str, Any] | None = None
+        # Startup counts as a renewal, so a slow first contact does not make
+        # the agent release anything.
+        self.last_renewed = clock()
+
+    def lapsed(self) -> float:
+        """Seconds since the last successful renewal (on our monotonic clock)."""
+        return self._clock() - self.last_renewed
+
+    async def renew(self) -> None:
+        """One renewal; raises ApiError (the next call then reads the Lease again)."""
+        try:
+            self._lease = await self._write()
+        except ApiError:
+            self._lease = None
+            raise
+        self.last_renewed = self._clock()
+
+    async def run(self, period: float, after_beat: Callable[[bool], None]) -> None:
+        """Renew every `period` seconds, forever; `after_beat(ok)` after each try."""
+        while True:
+            try:
+                await self.renew()
+                ok = True
+            except (ApiError, OSError) as exc:
+                _log.warning("cannot renew lease", node=self.node, error=str(exc))
+                ok = False
+            after_beat(ok)
+            await asyncio.sleep(period)
+
+    async def _write(self) -> dict[str, Any]:
+        now = now_micro()
+        if self._lease is None:
+            try:
+                self._lease = await self._api.get(LEASES, self.node, self._namespace)
+            except NotFoundError:
+                body = {"apiVersion": LEASE_API, "kind": "Lease",
+                        "metadata": {"name": self.node, "namespace": self._namespace},
+                        "spec": {"holderIdentity": self.node,
+                                 "leaseDurationSeconds": self.duration,
+                                 "acquireTime": now, "renewTime": now}}
+                return await self._api.create(LEASES, body, self._namespace)
+        spec = self._lease.setdefault("spec", {})
+        spec.update(holderIdentity=self.node, leaseDurationSeconds=self.duration, renewTime=now)
+        return await self._api.replace(LEASES, self.node, self._lease, self._namespace)
 
 
 @dataclass

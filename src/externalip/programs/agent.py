@@ -1,7 +1,7 @@
 """`externalip agent`: the claims-mode node agent (DaemonSet, hostNetwork).
 
 Composition only: the controller (externalip.agent.controller) with its
-adapters: the API client, the address holder (netlink and announcements) and
+adapters: the API gateway, the address holder (netlink and announcements) and
 the conflict watcher. docs/agent.md has the lifecycle.
 """
 
@@ -13,7 +13,7 @@ import asyncio
 from externalip import __version__, log
 from externalip.agent.controller import Agent
 from externalip.health import serve
-from externalip.kube.client import connect
+from externalip.kube.api import Api
 from externalip.net.conflict import ConflictWatcher, own_macs
 from externalip.net.holder import AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
@@ -26,9 +26,9 @@ async def run(opts: argparse.Namespace) -> int:
     log.setup(opts.log_format, opts.log_level)
     _log.info("agent starting", node=opts.hostname, iface=opts.iface, version=__version__,
               addr_lifetime=opts.addr_lifetime, lease_duration=opts.lease_duration)
-    client = await connect(opts.kubeconfig)
+    api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
-    agent = Agent(opts, client, holder)
+    agent = Agent(opts, api, holder)
     await holder.adopt()
     watcher = ConflictWatcher(agent.heard, own_macs)
     try:
@@ -38,7 +38,8 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
+    jobs = [agent.claims.run(), agent.first_sync(),
+            agent.lease.run(opts.hb, agent.after_beat), holder.watch(agent.kick),
             drive(agent.reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
@@ -53,7 +54,7 @@ async def run(opts: argparse.Namespace) -> int:
     if server is not None:
         server.close()
     await holder.close()
-    await client.close()
+    await api.close()
     return code
 
 

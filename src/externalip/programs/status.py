@@ -22,7 +22,18 @@ from typing import Any
 from externalip.core.model import Claim, IpNode, Pool
 from externalip.core.pools import PoolError
 from externalip.core.pools import build as build_pool
-from externalip.kube.client import connect, raw_http
+from externalip.kube.api import (
+    CLAIMS,
+    EVENTS,
+    IPNODES,
+    LEASES,
+    POOLS,
+    SERVICES,
+    Api,
+    ApiError,
+    Kind,
+    NotFoundError,
+)
 
 NAMESPACE = "externalip"
 LEADER_LEASE = "externalip-scheduler"  # --leader-elect-resource-name default
@@ -317,39 +328,36 @@ def render_json(report: Report) -> str:
 
 # --- reading the API ------------------------------------------------------------
 async def fetch(kubeconfig: str, namespace: str) -> dict[str, list[dict[str, Any]]]:
-    client = await connect(kubeconfig)
-    http = raw_http(client)
-    paths = {
-        "pools": "/apis/ipcontroller.ext/v1/ipclaimpools",
-        "claims": "/apis/ipcontroller.ext/v1/ipclaims",
-        "nodes": "/apis/ipcontroller.ext/v1/ipnodes",
-        "leases": f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
-        "services": "/api/v1/services",
-        "events": "/api/v1/events?fieldSelector=type%3DWarning,involvedObject.kind%3DService",
+    """List everything the report reads; the gateway waits out 429/503 (an API
+    server still warming its caches answers "storage is (re)initializing")."""
+    api = Api.connect(kubeconfig, retry_budget=10.0)
+    lists: dict[str, tuple[Kind, str | None, dict[str, str]]] = {
+        "pools": (POOLS, None, {}),
+        "claims": (CLAIMS, None, {}),
+        "nodes": (IPNODES, None, {}),
+        "leases": (LEASES, namespace, {}),
+        "services": (SERVICES, None, {}),
+        "events": (EVENTS, None, {"fieldSelector":
+                                  "type=Warning,involvedObject.kind=Service"}),
     }
     try:
-        bodies = await asyncio.gather(*(_get(http, p) for p in paths.values()))
-        return {name: body.get("items") or [] for name, body in zip(paths, bodies, strict=True)}
+        bodies = await asyncio.gather(*(_list(api, *args) for args in lists.values()))
+        return {name: body.get("items") or [] for name, body in zip(lists, bodies, strict=True)}
     finally:
-        await client.close()
+        await api.close()
 
 
-async def _get(http: Any, path: str, attempts: int = 5) -> dict[str, Any]:
-    """GET a list, waiting out 429/503 (an API server still warming its
-    caches answers "storage is (re)initializing" with Retry-After)."""
-    for attempt in range(attempts):
-        resp = await http.get(path)
-        if resp.status_code in (429, 503) and attempt < attempts - 1:
-            await asyncio.sleep(min(float(resp.headers.get("Retry-After") or 1), 5.0))
-            continue
-        if resp.status_code == 404 and "ipcontroller.ext" in path:
+async def _list(api: Api, kind: Kind, namespace: str | None,
+                params: dict[str, str]) -> dict[str, Any]:
+    try:
+        return await api.list(kind, namespace, params)
+    except NotFoundError as exc:
+        if kind in (POOLS, CLAIMS, IPNODES):
             raise RuntimeError("the ipcontroller.ext CRDs are not installed "
-                               "(kubectl apply -k deploy/)")
-        if resp.status_code != 200:
-            raise RuntimeError(f"GET {path}: HTTP {resp.status_code}: {resp.text[:200]}")
-        body: dict[str, Any] = resp.json()
-        return body
-    raise AssertionError("unreachable")
+                               "(kubectl apply -k deploy/)") from exc
+        raise
+    except ApiError as exc:
+        raise RuntimeError(f"list {kind.plural}: {exc}") from exc
 
 
 def main(opts: Any) -> int:

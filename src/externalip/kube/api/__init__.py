@@ -3,15 +3,15 @@ resources it knows. Nothing outside kube/ speaks HTTP to the API server."""
 
 from externalip.kube.api.errors import (
     ApiError,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Gone,
-    Invalid,
-    NotFound,
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    InvalidError,
+    NotFoundError,
     ServerError,
-    TooManyRequests,
-    Unreachable,
+    TooManyRequestsError,
+    UnreachableError,
 )
 from externalip.kube.api.gateway import FIELD_MANAGER, Api, Cache, Object, remember
 from externalip.kube.api.kinds import (
@@ -28,7 +28,7 @@ from externalip.kube.api.kinds import (
 
 __all__ = [
     "CLAIMS", "ENDPOINT_SLICES", "EVENTS", "FIELD_MANAGER", "IPNODES", "LEASES", "NODES",
-    "POOLS", "SERVICES", "Api", "ApiError", "BadRequest", "Cache", "Conflict", "Forbidden",
-    "Gone", "Invalid", "Kind", "NotFound", "Object", "ServerError", "TooManyRequests",
-    "Unreachable", "remember",
+    "POOLS", "SERVICES", "Api", "ApiError", "BadRequestError", "Cache", "ConflictError",
+    "ForbiddenError", "GoneError", "InvalidError", "Kind", "NotFoundError", "Object",
+    "ServerError", "TooManyRequestsError", "UnreachableError", "remember",
 ]

@@ -1,6 +1,6 @@
 """Typed API errors, raised once, in the gateway, for every caller.
 
-Callers branch on the class (NotFound, Conflict, ...) instead of status codes,
+Callers branch on the class (NotFoundError, ConflictError, ...) instead of status codes,
 and never parse a response body: the body of an error may be a Kubernetes
 Status, an HTML page from a proxy, truncated JSON or nothing at all, and
 reading it must never be what crashes a program.
@@ -23,31 +23,31 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
-class BadRequest(ApiError):
+class BadRequestError(ApiError):
     """400: the request itself is wrong (e.g. a selector the server rejects)."""
 
 
-class Forbidden(ApiError):
+class ForbiddenError(ApiError):
     """401/403: our identity may not do this (RBAC, an admission policy)."""
 
 
-class NotFound(ApiError):
+class NotFoundError(ApiError):
     """404."""
 
 
-class Conflict(ApiError):
+class ConflictError(ApiError):
     """409: AlreadyExists on create, or a stale resourceVersion on update."""
 
 
-class Gone(ApiError):
+class GoneError(ApiError):
     """410: the resourceVersion asked for is older than the server keeps."""
 
 
-class Invalid(ApiError):
+class InvalidError(ApiError):
     """422: the object fails validation (CRD schema, CEL)."""
 
 
-class TooManyRequests(ApiError):
+class TooManyRequestsError(ApiError):
     """429: come back after `retry_after` seconds."""
 
 
@@ -55,7 +55,7 @@ class ServerError(ApiError):
     """5xx, or a success whose body is not the JSON promised (a broken proxy)."""
 
 
-class Unreachable(ApiError):
+class UnreachableError(ApiError):
     """No answer: connection refused or reset, timeout, TLS failure.
 
     `sent` is False when the request cannot have reached the server (the
@@ -66,8 +66,8 @@ class Unreachable(ApiError):
 
 
 _BY_CODE: dict[int, type[ApiError]] = {
-    400: BadRequest, 401: Forbidden, 403: Forbidden, 404: NotFound, 409: Conflict,
-    410: Gone, 422: Invalid, 429: TooManyRequests,
+    400: BadRequestError, 401: ForbiddenError, 403: ForbiddenError, 404: NotFoundError,
+    409: ConflictError, 410: GoneError, 422: InvalidError, 429: TooManyRequestsError,
 }
 
 

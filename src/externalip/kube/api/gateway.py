@@ -10,7 +10,7 @@ Retries: a 429 (or a 503 with Retry-After) waits as long as the server asks;
 a request that never reached the server (connection refused) is repeated
 whatever its verb; a 5xx, a broken body or a reset connection is repeated
 only for GET, PUT and DELETE, which are idempotent (a PUT carries its
-resourceVersion: a repeat of one that did land gets a Conflict, not a second
+resourceVersion: a repeat of one that did land gets a ConflictError, not a second
 write). Everything stops when `retry_budget` seconds of waiting are spent:
 the callers' own loops retry later, on fresher data.
 """
@@ -27,16 +27,15 @@ from typing import Any
 import httpx2 as httpx
 import msgspec
 from lightkube import KubeConfig
-from lightkube.config.client_adapter import AsyncClient as http_client
-from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config import client_adapter
 from prometheus_client import Counter, Histogram
 
 from externalip.kube.api.errors import (
     ApiError,
-    Gone,
+    GoneError,
     ServerError,
-    TooManyRequests,
-    Unreachable,
+    TooManyRequestsError,
+    UnreachableError,
     from_response,
 )
 from externalip.kube.api.kinds import Kind
@@ -99,13 +98,12 @@ class Api:
         self._sleep = sleep
 
     @classmethod
-    def connect(cls, kubeconfig: str, *, timeout: float = 10.0,
-                transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> Api:
+    def connect(cls, kubeconfig: str, *, timeout: float = 10.0, **kwargs: Any) -> Api:
         config = load_config(kubeconfig).get()
         if config is None:
             raise ApiError(0, "NoConfig", f"no usable context in {kubeconfig or 'environment'}")
-        params = ConnectionParams(timeout=httpx.Timeout(timeout), transport=transport)
-        return cls(http_client(config, params), **kwargs)
+        params = client_adapter.ConnectionParams(timeout=httpx.Timeout(timeout))
+        return cls(client_adapter.AsyncClient(config, params), **kwargs)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -128,7 +126,7 @@ class Api:
 
     async def replace(self, kind: Kind, name: str, body: Object, namespace: str | None = None,
                       *, cache: Cache | None = None) -> Object:
-        """PUT: the body's resourceVersion is the precondition (Conflict if stale)."""
+        """PUT: the body's resourceVersion is the precondition (ConflictError if stale)."""
         obj = await self.request("PUT", kind, kind.item(name, namespace), body=body)
         if cache is not None:
             remember(cache, _cache_key(name, namespace), obj)
@@ -145,7 +143,7 @@ class Api:
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None, *,
                      resource_version: str | None = None, cache: Cache | None = None) -> None:
-        """Delete, only if still at `resource_version` when given (Conflict otherwise)."""
+        """Delete, only if still at `resource_version` when given (ConflictError otherwise)."""
         body = {"preconditions": {"resourceVersion": resource_version}} \
             if resource_version else None
         await self.request("DELETE", kind, kind.item(name, namespace), body=body)
@@ -157,7 +155,7 @@ class Api:
                     on_open: Callable[[], None] = lambda: None) -> AsyncIterator[Object]:
         """The events of a watch, decoded, until the server ends it.
 
-        Raises Gone when the version asked for has been compacted away (as an
+        Raises GoneError when the version asked for has been compacted away (as an
         HTTP 410 or as an ERROR event), and the other typed errors otherwise.
         """
         path = kind.collection(namespace)
@@ -175,7 +173,7 @@ class Api:
                     if line:
                         yield _watch_event(line)
         except httpx.HTTPError as exc:
-            raise Unreachable(0, type(exc).__name__, str(exc) or repr(exc)) from exc
+            raise UnreachableError(0, type(exc).__name__, str(exc) or repr(exc)) from exc
 
     # --- one request, with retries ------------------------------------------------
     async def request(self, verb: str, kind: Kind, path: str, *, body: Any = None,
@@ -189,7 +187,7 @@ class Api:
         attempt = 0
         while True:
             try:
-                return await self._once(verb, kind, path, body, query, headers)
+                return await self._once(verb, kind, path, body, params=query, headers=headers)
             except ApiError as exc:
                 delay = _retry_delay(exc, verb, attempt)
                 if delay is None or waited + delay > self._retry_budget:
@@ -198,7 +196,7 @@ class Api:
             waited += delay
             await self._sleep(delay)
 
-    async def _once(self, verb: str, kind: Kind, path: str, body: Any,
+    async def _once(self, verb: str, kind: Kind, path: str, body: Any, *,
                     params: Mapping[str, Any], headers: Mapping[str, str] | None) -> Object:
         started = time.monotonic()
         content = msgspec.json.encode(body) if body is not None else None
@@ -208,7 +206,7 @@ class Api:
                                             headers=sent)
         except httpx.HTTPError as exc:
             self._observe(verb, kind, 0, started)
-            error = Unreachable(0, type(exc).__name__, str(exc) or repr(exc))
+            error = UnreachableError(0, type(exc).__name__, str(exc) or repr(exc))
             error.sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
             raise error from exc
         self._observe(verb, kind, resp.status_code, started)
@@ -239,7 +237,7 @@ def _watch_event(line: str) -> Object:
     if event["type"] == "ERROR":
         status = event["object"] or {}
         if status.get("code") == 410:
-            raise Gone(410, str(status.get("reason") or "Expired"), str(status.get("message")))
+            raise GoneError(410, str(status.get("reason") or "Expired"), str(status.get("message")))
         raise ServerError(int(status.get("code") or 500), str(status.get("reason") or "Error"),
                           str(status.get("message") or "watch error"))
     return event
@@ -247,12 +245,12 @@ def _watch_event(line: str) -> Object:
 
 def _retry_delay(exc: ApiError, verb: str, attempt: int) -> float | None:
     """Seconds to wait before sending again, or None to give up now."""
-    if exc.retry_after is not None and isinstance(exc, TooManyRequests | ServerError):
+    if exc.retry_after is not None and isinstance(exc, TooManyRequestsError | ServerError):
         return exc.retry_after
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequestsError):
         return 1.0
     backoff = 0.2 * 2 ** min(attempt, 5) * random.uniform(0.5, 1.0)
-    if isinstance(exc, Unreachable):
+    if isinstance(exc, UnreachableError):
         return backoff if verb in IDEMPOTENT or not exc.sent else None
     if isinstance(exc, ServerError):
         return backoff if verb in IDEMPOTENT else None
