@@ -10,11 +10,10 @@ the caller can report it (claim status, Events). No API access here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
@@ -212,37 +211,6 @@ class AddressHolder:
     async def close(self) -> None:
         await self.announcer.close()
         self.netlink.close()
-
-
-async def drive(
-    reconcile: Callable[[], Awaitable[None]],
-    kick: asyncio.Event,
-    period: float,
-    retry: float = 1.0,
-) -> None:
-    """Run `reconcile` when kicked and at least every `period` seconds, forever.
-
-    Kicks that arrive while a reconcile runs coalesce into one more run. A
-    failed run (any exception) is logged, counted and retried after `retry`
-    seconds, doubling up to `period`: the loop itself never dies.
-    """
-    backoff = retry
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(kick.wait(), timeout=period)
-        kick.clear()
-        try:
-            await reconcile()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            RECONCILE_ERRORS.labels("reconcile").inc()
-            _log.error("reconcile failed", error=repr(exc), retry_in=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(period, backoff * 2)
-            kick.set()
-        else:
-            backoff = retry
 
 
 def refresh_period(lifetime: float, resync: float) -> float:

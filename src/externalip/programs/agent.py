@@ -14,8 +14,9 @@ from externalip import __version__, log
 from externalip.agent.controller import Agent
 from externalip.health import serve
 from externalip.kube.api import Api
+from externalip.loops import drive
 from externalip.net.conflict import ConflictWatcher, own_macs
-from externalip.net.holder import AddressHolder, drive, refresh_period
+from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.programs.run import until_signal
 
@@ -40,8 +41,8 @@ async def run(opts: argparse.Namespace) -> int:
     period = refresh_period(opts.addr_lifetime, opts.resync)
     jobs = [agent.claims.run(), agent.first_sync(),
             agent.lease.run(opts.hb, agent.after_beat), holder.watch(agent.kick),
-            drive(agent.reconcile, agent.kick, period),
-            drive(agent.report, agent.report_kick, opts.resync)]
+            drive(agent.reconcile, agent.kick, period, loop="agent-reconcile"),
+            drive(agent.report, agent.report_kick, opts.resync, loop="agent-report")]
     if opts.garp_interval > 0:
         # Not while our Lease has lapsed: the scheduler may have moved our IPs,
         # and re-announcing them would pull traffic back from the new holder.

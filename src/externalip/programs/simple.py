@@ -20,7 +20,8 @@ from externalip.health import serve
 from externalip.kube.api import SERVICES, Api
 from externalip.kube.events import EventRecorder
 from externalip.kube.informer import Informer
-from externalip.net.holder import AddressHolder, drive, refresh_period
+from externalip.loops import drive
+from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.programs.run import until_signal
 
@@ -39,8 +40,8 @@ async def run(opts: argparse.Namespace) -> int:
     server = await serve(opts.metrics_addr,
                          lambda: simple.services.synced and simple.reconciled)
     jobs = [simple.services.run(), holder.watch(simple.kick),
-            drive(simple.reconcile, simple.kick, refresh_period(opts.addr_lifetime,
-                                                                 opts.resync))]
+            drive(simple.reconcile, simple.kick,
+                  refresh_period(opts.addr_lifetime, opts.resync), loop="simple")]
     if opts.garp_interval > 0:
         jobs.append(holder.repeat_announcements(opts.garp_interval))
     code = await until_signal(jobs)

@@ -34,6 +34,7 @@ from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
 from externalip.kube.times import now_rfc3339
+from externalip.loops import guarded
 from externalip.scheduler import metrics, views
 from externalip.scheduler.writer import Writer
 
@@ -117,7 +118,8 @@ class Scheduler:
                 continue
             await asyncio.sleep(0.02)  # let a burst of events land in the caches first
             self._wake.clear()
-            await self.reconcile()
+            if not await guarded(self.reconcile, "scheduler"):
+                self._retry_in = min(30.0, max(0.5, self._retry_in * 2))
 
     async def reconcile(self) -> desired.Plan:
         metrics.PASSES.inc()
