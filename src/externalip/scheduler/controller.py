@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from externalip import log
-from externalip.core import desired
+from externalip.core import desired, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
 from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
@@ -35,7 +35,7 @@ from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics, views
+from externalip.scheduler import metrics
 from externalip.scheduler.writer import Writer
 
 _log = log.get(__name__)

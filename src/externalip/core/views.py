@@ -1,4 +1,4 @@
-"""API JSON -> the core's views. The only place the scheduler reads raw objects."""
+"""API JSON -> the core's views, pure. The only place the scheduler reads raw objects."""
 
 from __future__ import annotations
 
