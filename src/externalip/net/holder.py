@@ -96,21 +96,7 @@ class AddressHolder:
                 _log.error("cannot remove address", address=str(have.interface), error=str(exc))
 
         now = self._clock()
-        due = [w for w in todo.keep
-               if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
-        failed = await self.netlink.refresh_many(
-            [(self._links[w.link].index, w.interface) for w in due], self.lifetime)
-        for want in due:
-            code = failed.get((self._links[want.link].index, want.interface))
-            if code is None:
-                self._renewed[(want.link, want.interface)] = now
-                continue
-            RECONCILE_ERRORS.labels("refresh").inc()
-            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
-            _log.error("address step failed", step="refresh", address=str(want.interface),
-                       reason=reason)
-            for owner in want.owners:
-                problems[owner] = reason
+        await self._renew_due(todo.keep, problems, now)
         # An address we keep but did not hold on the previous pass (a leftover
         # of ours, still within its lifetime, whose claim has come back) is
         # news to the segment: the clients' ARP/ND entries may still point at
@@ -131,6 +117,25 @@ class AddressHolder:
         self._renewed = {k: v for k, v in self._renewed.items() if k in kept}
         ADDRESSES_HELD.set(len(self.held))
         return Result(todo, self.held, problems)
+
+    async def _renew_due(self, keep: Iterable[Want], problems: dict[str, str],
+                         now: float) -> None:
+        """Give a fresh lifetime to the kept addresses whose renewal is due."""
+        due = [w for w in keep
+               if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
+        failed = await self.netlink.refresh_many(
+            [(self._links[w.link].index, w.interface) for w in due], self.lifetime)
+        for want in due:
+            code = failed.get((self._links[want.link].index, want.interface))
+            if code is None:
+                self._renewed[(want.link, want.interface)] = now
+                continue
+            RECONCILE_ERRORS.labels("refresh").inc()
+            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
+            _log.error("address step failed", step="refresh", address=str(want.interface),
+                       reason=reason)
+            for owner in want.owners:
+                problems[owner] = reason
 
     async def _step(self, want: Want, problems: dict[str, str], step: str) -> bool:
         link = self._links[want.link]
