@@ -20,7 +20,7 @@ from externalip import log
 from externalip.core import desired, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
-from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
+from externalip.core.pools import AddressPool, PoolError, build, usage
 from externalip.kube.api import (
     CLAIMS,
     ENDPOINT_SLICES,
@@ -176,13 +176,12 @@ class Scheduler:
         addresses = [claim_ip(c.spec.cidr) for c in world.claims.values()]
         wanted: dict[str, dict[str, Any]] = {}
         for pool in pools:
-            total = min(pool.size(), MAX_REPORTED)
-            used = sum(1 for ip in addresses if pool.contains(ip))
-            wanted[pool.name] = {"total": total, "used": used, "free": max(0, total - used),
+            use = usage(pool, addresses)
+            wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
                                  "conditions": [_condition("Valid", True, "PoolValid",
                                                            "addresses can be allocated")]}
-            metrics.POOL_SIZE.labels(pool.name).set(total)
-            metrics.POOL_USED.labels(pool.name).set(used)
+            metrics.POOL_SIZE.labels(pool.name).set(use.total)
+            metrics.POOL_USED.labels(pool.name).set(use.used)
         for name, message in broken.items():
             wanted[name] = {"total": 0, "used": 0, "free": 0,
                             "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
