@@ -5,7 +5,7 @@ so this informer speaks the protocol itself through the API gateway:
 - list (paginated) to fill the store and get a resourceVersion;
 - watch from that version with bookmarks, so a reconnect resumes from a
   recent version instead of one the server has compacted away;
-- on 410 GoneError (from the watch or an ERROR event) re-list, and hand the
+- on 410 Gone (from the watch or an ERROR event) re-list, and hand the
   handlers the difference between the old and new store as ordinary
   ADDED / MODIFIED / DELETED events, so nothing is missed or repeated;
 - on any other failure, reconnect with capped exponential backoff.
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from externalip import log
-from externalip.kube.api import Api, ApiError, GoneError, Kind, TooManyRequestsError, remember
+from externalip.kube.api import Api, ApiError, GoneError, Kind, TooManyRequestsError
 from externalip.kube.paths import object_key
 
 Handler = Callable[[str, dict[str, Any]], None]
@@ -87,11 +87,6 @@ class Informer:
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
-
-    def remember(self, obj: dict[str, Any]) -> None:
-        """Write-through: put the answer to our own write in the store at once,
-        unless the watch already delivered something newer (gateway.remember)."""
-        remember(self.store, object_key(obj), obj)
 
     def _dispatch(self, event_type: str, obj: dict[str, Any]) -> None:
         for handler in self._handlers:
