@@ -33,13 +33,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lightkube import AsyncClient
+from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
 
 from externalip.core.model import NODE_LABEL
-from externalip.kube.client import connect
 from externalip.kube.resources import IpClaimResource, IpNodeResource
 from externalip.net.announce import parse_arp
 from externalip_lab.apiproxy import ApiProxy
@@ -184,7 +183,8 @@ async def bench(args: argparse.Namespace) -> None:
                                 f"--hostname={node_name}", f"--namespace={NAMESPACE}",
                                 "--metrics-addr=", "--log-level=warning"],
                          stdout=log, stderr=log)
-        kube = await connect(str(cp.kubeconfig))
+        kube = AsyncClient(config=KubeConfig.from_file(cp.kubeconfig),
+                           field_manager="externalip")
         seen_nl, seen_arp = Seen(), Seen()
         threads = [threading.Thread(target=listen_netlink, args=(node, seen_nl), daemon=True),
                    threading.Thread(target=listen_arp, args=(client, cdev, seen_arp),

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from lightkube import AsyncClient
+from lightkube import AsyncClient, KubeConfig
 
-from externalip.kube.client import connect
+from externalip.kube.api import FIELD_MANAGER, Api
 from externalip_lab.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,11 +40,23 @@ def crds(control_plane: ControlPlane) -> ControlPlane:
 
 @pytest.fixture
 async def kube(control_plane: ControlPlane) -> AsyncIterator[AsyncClient]:
-    client = await connect(str(control_plane.kubeconfig))
+    """A lightkube client with the admin identity, for what tests set up and check."""
+    client = AsyncClient(config=KubeConfig.from_file(control_plane.kubeconfig),
+                         field_manager=FIELD_MANAGER)
     try:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def api(control_plane: ControlPlane) -> AsyncIterator[Api]:
+    """Our own API gateway with the admin identity, for the objects under test."""
+    gateway = Api.connect(str(control_plane.kubeconfig))
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
 
 
 @pytest.fixture

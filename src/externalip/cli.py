@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from externalip import __version__
-from externalip.settings import AGENT, SCHEDULER, SIMPLE, add_flags
+from externalip.settings import AGENT, SCHEDULER, SIMPLE, STATUS, add_flags
 
 # subcommand -> (aliases, module under externalip.programs, one-line help)
 PROGRAMS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(program=module, run=_program(module))
     status = sub.add_parser("status", help="pools, claims, nodes and waiting Services")
     status.set_defaults(run=_program("status"))
-    status.add_argument("--kubeconfig", default="", help="kubeconfig file")
+    add_flags(status, STATUS)
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
     for plugin in entry_points(group="externalip.commands"):
         plugin.load()(sub)

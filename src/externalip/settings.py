@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-AGENT, SCHEDULER, SIMPLE = "agent", "scheduler", "simple"
+AGENT, SCHEDULER, SIMPLE, STATUS = "agent", "scheduler", "simple", "status"
 ALL = (AGENT, SCHEDULER, SIMPLE)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -57,9 +57,9 @@ class Flag:
 
 FLAGS: tuple[Flag, ...] = (
     Flag("kubeconfig", "", "kubeconfig file; empty means in-cluster config, then ~/.kube/config",
-         ALL),
+         (*ALL, STATUS)),
     Flag("namespace", "externalip", "namespace holding our Leases and Events",
-         (AGENT, SCHEDULER)),
+         (AGENT, SCHEDULER, STATUS)),
     Flag("iface", "eth0", "interface that holds the IPs (a claim's spec.link overrides it)",
          (AGENT, SIMPLE)),
     Flag("hostname", socket.gethostname(),
@@ -124,10 +124,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("leader-elect-resource-name", "externalip-scheduler", "name of the leader Lease",
          (SCHEDULER,)),
     Flag("load-balancer-class", "externalip.io/lb",
-         "spec.loadBalancerClass this installation serves", (SCHEDULER, SIMPLE)),
+         "spec.loadBalancerClass this installation serves", (SCHEDULER, SIMPLE, STATUS)),
     Flag("default-class", True,
-         "also serve LoadBalancer Services that name no loadBalancerClass", (SCHEDULER, SIMPLE),
-         boolean),
+         "also serve LoadBalancer Services that name no loadBalancerClass",
+         (SCHEDULER, SIMPLE, STATUS), boolean),
     Flag("lb-ingress", False,
          "simple mode: also hold LoadBalancer ingress IPs, not only spec.externalIPs", (SIMPLE,),
          boolean),

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import yaml
-from lightkube import AsyncClient
 
+from externalip.kube.api import CLAIMS, Api
 from externalip.kube.informer import ADDED, DELETED, MODIFIED, Informer
-from externalip.kube.resources import IpClaimResource
 from externalip_lab.controlplane import ControlPlane
 from tests.helpers import eventually
 
@@ -38,10 +37,10 @@ async def running(informer: Informer) -> AsyncIterator[list[tuple[str, str]]]:
             await task
 
 
-async def test_list_then_watch_delivers_every_change(crds: ControlPlane, kube: AsyncClient,
+async def test_list_then_watch_delivers_every_change(crds: ControlPlane, api: Api,
                                                      unique: str) -> None:
     crds.apply(_claim(f"{unique}-a", "192.0.2.1"))
-    informer = Informer(kube, IpClaimResource, labels={"test": unique}, page_size=1)
+    informer = Informer(api, CLAIMS, labels={"test": unique}, page_size=1)
     async with running(informer) as events:
         assert events == [(ADDED, f"{unique}-a")]
         crds.apply(_claim(f"{unique}-b", "192.0.2.2"))
@@ -55,11 +54,11 @@ async def test_list_then_watch_delivers_every_change(crds: ControlPlane, kube: A
 
 
 async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
-                                                            kube: AsyncClient,
+                                                            api: Api,
                                                             unique: str) -> None:
     crds.apply(_claim(f"{unique}-keep", "192.0.2.11"))
     crds.apply(_claim(f"{unique}-gone", "192.0.2.12"))
-    informer = Informer(kube, IpClaimResource, labels={"test": unique})
+    informer = Informer(api, CLAIMS, labels={"test": unique})
     async with running(informer) as events:
         pass  # synced; the informer is now away (as after a long network outage)
     events.clear()
@@ -76,10 +75,10 @@ async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
     assert set(informer.store) == {f"{unique}-keep", f"{unique}-new"}
 
 
-async def test_watch_survives_an_api_server_restart(crds: ControlPlane, kube: AsyncClient,
+async def test_watch_survives_an_api_server_restart(crds: ControlPlane, api: Api,
                                                     unique: str) -> None:
     crds.apply(_claim(f"{unique}-x", "192.0.2.21"))
-    informer = Informer(kube, IpClaimResource, labels={"test": unique}, max_backoff=1.0)
+    informer = Informer(api, CLAIMS, labels={"test": unique}, max_backoff=1.0)
     async with running(informer) as events:
         await asyncio.to_thread(crds.restart_apiserver)
         crds.apply(_claim(f"{unique}-y", "192.0.2.22"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -49,9 +50,18 @@ def net(unique: str) -> Iterator[Net]:
         yield Net(ns, unique)
 
 
-async def hold(net: Net, wants: list[Want], lifetime: float = 30) -> AddressHolder:
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def hold(net: Net, wants: list[Want], lifetime: float = 30,
+               clock: Clock | None = None) -> AddressHolder:
     with entered(net.node):
-        holder = AddressHolder(Netlink(), lifetime)
+        holder = AddressHolder(Netlink(), lifetime, clock=clock or time.monotonic)
         await holder.reconcile(wants)  # sockets are created here, in the node namespace
     return holder
 
@@ -164,13 +174,15 @@ async def test_lifetime_renewed_only_when_due(net: Net) -> None:
     # Reconciles run on every claim event; with many addresses, renewing all
     # lifetimes each time would be wasted work. Lifetime 30 s: due after 9 s.
     wants = [Want(IF("192.0.2.82/32"), net.dev, ("a",))]
-    holder = await hold(net, wants, lifetime=30)
+    clock = Clock()
+    holder = await hold(net, wants, lifetime=30, clock=clock)
     try:
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(2.1)  # the kernel's own countdown runs on real time
+        clock.t += 8.9  # the holder's clock: not yet due
         with entered(net.node):
             await holder.reconcile(wants)
         assert net.addresses()["192.0.2.82"]["valid_life_time"] <= 28  # not renewed
-        holder._renew_after = 1.0  # what a 3.3 s lifetime would give
+        clock.t += 0.2  # now 9.1 s after the add: due
         with entered(net.node):
             await holder.reconcile(wants)
         assert net.addresses()["192.0.2.82"]["valid_life_time"] >= 29  # renewed

@@ -6,9 +6,9 @@ import asyncio
 import json
 
 import pytest
-from lightkube import AsyncClient
 
 from externalip.health import serve
+from externalip.kube.api import Api
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip_lab.controlplane import ControlPlane
 
@@ -16,11 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 async def test_repeated_events_fold_into_one_with_a_count(control_plane: ControlPlane,
-                                                          kube: AsyncClient,
+                                                          api: Api,
                                                           unique: str) -> None:
     control_plane.ensure_namespace(unique)
     ref = ObjectRef("v1", "Service", "web", unique, "uid-1")
-    recorder = EventRecorder(kube, "externalip-test", "host-a")
+    recorder = EventRecorder(api, "externalip-test", "host-a")
     for _ in range(3):
         await recorder.emit(ref, WARNING, "PoolExhausted", "no free address in pool p")
     events = json.loads(control_plane.kubectl("get", "events", "-n", unique, "-o",

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Service
 
-from externalip.kube.client import raw_http
+from externalip.kube.api import SERVICES, Api
 from externalip_lab.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
@@ -32,15 +31,13 @@ from tests.integration.scheduler_harness import (
 pytestmark = pytest.mark.integration
 
 
-async def create_services(kube: AsyncClient, ns: str, count: int, v6: bool = False) -> None:
-    http = raw_http(kube)
+async def create_services(api: Api, ns: str, count: int, v6: bool = False) -> None:
     limit = asyncio.Semaphore(32)
 
     async def one(i: int) -> None:
         body = lb_service(ns, f"s{i:04}", **({"ipFamilies": ["IPv6"]} if v6 else {}))
         async with limit:
-            resp = await http.post(f"/api/v1/namespaces/{ns}/services", json=body)
-            resp.raise_for_status()
+            await api.create(SERVICES, body, ns)
     await asyncio.gather(*(one(i) for i in range(count)))
 
 
@@ -65,14 +62,14 @@ def assert_no_ip_twice(cp: ControlPlane, ns: str) -> None:
 
 
 async def test_two_schedulers_without_leader_election_never_give_an_ip_twice(
-        clean: ControlPlane, agents: FakeAgents, kube: AsyncClient, unique: str,
+        clean: ControlPlane, agents: FakeAgents, api: Api, unique: str,
         tmp_path: Path) -> None:
     cp = clean
     count = 1000
     cp.apply(yaml.safe_dump(pool("big6", "2001:db8:100::/112")))
     with scheduler(cp, tmp_path, name="racer-1"), scheduler(cp, tmp_path, name="racer-2"):
         started = time.monotonic()
-        await create_services(kube, unique, count, v6=True)
+        await create_services(api, unique, count, v6=True)
         await asyncio.to_thread(wait_for, lambda: all_allocated(cp, unique, count), 240,
                                 f"{count} Services with an IP")
         print(f"{count} Services allocated by two racing schedulers in "
@@ -83,12 +80,12 @@ async def test_two_schedulers_without_leader_election_never_give_an_ip_twice(
 
 
 async def test_restart_with_500_allocated_services_writes_nothing(
-        clean: ControlPlane, agents: FakeAgents, kube: AsyncClient, unique: str,
+        clean: ControlPlane, agents: FakeAgents, api: Api, unique: str,
         tmp_path: Path) -> None:
     cp = clean
     cp.apply(yaml.safe_dump(pool("p6", "2001:db8:200::/112")))
     with scheduler(cp, tmp_path, name="first"):
-        await create_services(kube, unique, 500, v6=True)
+        await create_services(api, unique, 500, v6=True)
         await asyncio.to_thread(wait_for, lambda: all_allocated(cp, unique, 500), 180, "500")
         await asyncio.sleep(2)
     before_claims = {n: c["metadata"]["resourceVersion"] for n, c in claims(cp).items()}
@@ -106,7 +103,7 @@ async def test_restart_with_500_allocated_services_writes_nothing(
 
 
 async def test_leader_killed_mid_burst_loses_and_doubles_nothing(
-        clean: ControlPlane, agents: FakeAgents, kube: AsyncClient, unique: str,
+        clean: ControlPlane, agents: FakeAgents, api: Api, unique: str,
         tmp_path: Path) -> None:
     cp = clean
     cp.apply(yaml.safe_dump(pool("p6", "2001:db8:300::/112")))
@@ -120,7 +117,7 @@ async def test_leader_killed_mid_burst_loses_and_doubles_nothing(
         wait_for(lambda: bool(holder()), what="a leader")
         leader = s1 if holder().endswith(f"-{s1.pid}") else s2
         standby = s2 if leader is s1 else s1
-        task = asyncio.create_task(create_services(kube, unique, 200, v6=True))
+        task = asyncio.create_task(create_services(api, unique, 200, v6=True))
         await asyncio.sleep(0.5)
         leader.kill()  # SIGKILL: no release; the standby must wait out the lease
         killed = time.monotonic()

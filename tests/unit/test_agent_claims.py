@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from externalip.core.claims import node_status, status_writes, wants_from_claims
+from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.model import Claim, ClaimSpec, ClaimStatus
 
 
@@ -24,22 +24,23 @@ def test_only_own_claims_with_link_override() -> None:
 def test_status_ready_keeps_since_on_adoption() -> None:
     old = ClaimStatus(ready=True, holder="n1", since="2026-01-01T00:00:00Z")
     c = claim("a", "192.0.2.5/32", status=old)
-    assert status_writes([c], "n1", held={"a"}, problems={}, now="later", written={}) == {}
+    assert StatusLedger().due([c], "n1", held={"a"}, problems={}, now="later") == {}
     moved = claim("a", "192.0.2.5/32", status=ClaimStatus(ready=True, holder="n2", since="x"))
-    assert status_writes([moved], "n1", held={"a"}, problems={}, now="T", written={}) == {
+    assert StatusLedger().due([moved], "n1", held={"a"}, problems={}, now="T") == {
         "a": ClaimStatus(ready=True, holder="n1", since="T")}
 
 
 def test_problem_reported_and_not_repeated_before_watch_catches_up() -> None:
+    ledger = StatusLedger()
     c = claim("a", "192.0.2.5/32", rv="7")
-    out = status_writes([c], "n1", held=set(), problems={"a": "taken"}, now="T", written={})
+    out = ledger.due([c], "n1", held=set(), problems={"a": "taken"}, now="T")
     assert out == {"a": ClaimStatus(ready=False, message="taken")}
-    again = status_writes([c], "n1", held=set(), problems={"a": "taken"}, now="T",
-                          written={"a": ("7", out["a"])})
-    assert again == {}
+    ledger.wrote(c, out["a"])
+    assert ledger.due([c], "n1", held=set(), problems={"a": "taken"}, now="T") == {}
     newer = claim("a", "192.0.2.5/32", rv="8")  # someone else changed it since: write again
-    assert status_writes([newer], "n1", held=set(), problems={"a": "taken"}, now="T",
-                         written={"a": ("7", out["a"])}) == out
+    assert ledger.due([newer], "n1", held=set(), problems={"a": "taken"}, now="T") == out
+    ledger.keep([])  # the claim is gone: what we wrote about it is forgotten
+    assert ledger.due([c], "n1", held=set(), problems={"a": "taken"}, now="T") == out
 
 
 def test_node_status_lists_ips_sorted() -> None:

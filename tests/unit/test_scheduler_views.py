@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from externalip.scheduler.views import service_view
+from externalip.core.views import service_view
 
 OURS = "externalip.io/lb"
 

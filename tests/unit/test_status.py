@@ -6,8 +6,9 @@ import datetime
 import json
 from typing import Any
 
+from externalip.core import status
 from externalip.core.model import Claim, Pool
-from externalip.programs import status
+from externalip.programs.status import render_json, render_table
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 SEED_POOL = {"cidr": "192.168.0.248/29",
@@ -77,7 +78,7 @@ def test_an_unusable_pool_says_why() -> None:
     (row,) = status.pool_rows(pools, [])
     assert row.total == 0 and "reversed" in row.error
     report = status.Report(pools=[row])
-    assert "pool v6 is unusable: " in status.render_table(report)
+    assert "pool v6 is unusable: " in render_table(report)
 
 
 def test_nodes_show_claims_ready_and_lease_liveness() -> None:
@@ -159,12 +160,39 @@ def test_table_and_json_render_the_same_report() -> None:
         pools=[pool("seed", **SEED_POOL)], claims=[claim("192.168.0.249", "a", True, "seed")],
         nodes=[{"metadata": {"name": "a"}}], leases=[lease("a", 2)],
         services=[service("ns", "lb", "LoadBalancer")], events=[], now=NOW)
-    table = status.render_table(report)
+    table = render_table(report)
     assert "seed   192.168.0.248/29   4       1      3      true" in table
     assert "a      2s" in table
     assert "ns/lb" in table and "SCHEDULER LEADER: none" in table
-    data = json.loads(status.render_json(report))
+    data = json.loads(render_json(report))
     assert data["pools"][0] == {"name": "seed", "cidr": "192.168.0.248/29", "total": 4,
                                 "used": 1, "free": 3, "auto_assign": True, "error": ""}
     assert data["nodes"][0]["lease_age"] == 2.0
     assert data["waiting"][0]["service"] == "ns/lb"
+
+
+def test_why_a_service_waits_comes_from_the_schedulers_own_plan() -> None:
+    # a requested address outside every pool: the scheduler's plan refuses it;
+    # status says so instead of "not allocated yet"
+    asked = service("ns", "asked", "LoadBalancer",
+                    annotations={"externalip.io/ips": "203.0.113.7"})
+    report = status.build(pools=[pool("p", cidr="192.0.2.0/24")], claims=[], nodes=[],
+                          leases=[lease("externalip-scheduler", 1, 15)], services=[asked],
+                          events=[], now=NOW)
+    (waiting,) = report.waiting
+    assert waiting.reason.startswith("RequestedIPUnavailable: 203.0.113.7 is not in any pool")
+
+
+def test_load_balancer_class_decides_which_services_are_ours() -> None:
+    services = [service("ns", "mine", "LoadBalancer", lb_class="example.com/mine"),
+                service("ns", "classless", "LoadBalancer"),
+                service("ns", "theirs", "LoadBalancer", lb_class="example.com/theirs")]
+
+    def waiting(**options: Any) -> set[str]:
+        report = status.build(pools=[pool("p", cidr="192.0.2.0/24")], claims=[], nodes=[],
+                              leases=[], services=services, events=[], now=NOW, **options)
+        return {w.service for w in report.waiting}
+
+    assert waiting() == {"ns/classless"}  # the default class only
+    assert waiting(lb_class="example.com/mine") == {"ns/mine", "ns/classless"}
+    assert waiting(lb_class="example.com/mine", default_class=False) == {"ns/mine"}

@@ -25,35 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
-import time
-from datetime import UTC, datetime
+import contextlib
 from typing import Any
-
-import httpx2 as httpx
-from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
-from lightkube.types import PatchType
 
 from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress
-from externalip.core.claims import node_status, status_writes, wants_from_claims
+from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
 from externalip.core.holding import Want
-from externalip.core.model import (
-    MESSAGE_MAX,
-    Claim,
-    ClaimStatus,
-    NodeStatus,
-    role_label,
-)
+from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
+from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
-from externalip.kube.resources import IpClaimResource, IpNodeResource
+from externalip.kube.leases import NodeLease
 from externalip.kube.times import now_rfc3339
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder
 
@@ -75,17 +60,18 @@ def _status_patch(status: ClaimStatus) -> dict[str, Any]:
 
 
 class Agent:
-    def __init__(self, opts: argparse.Namespace, client: AsyncClient, holder: AddressHolder,
+    def __init__(self, opts: argparse.Namespace, api: Api, holder: AddressHolder,
                  failover: Failover | None = None):
         self.opts = opts
         self.node: str = opts.hostname
-        self.client = client
+        self.api = api
         self.holder = holder
         self.failover = failover
         # the claims this node holds and those it stands by for (to take them
         # over without the API), in one watch
-        self.claims = Informer(client, IpClaimResource, labels={role_label(self.node): ""})
-        self.events = EventRecorder(client, "externalip-agent", self.node)
+        self.claims = Informer(api, CLAIMS, labels={role_label(self.node): ""})
+        self.events = EventRecorder(api, "externalip-agent", self.node)
+        self.lease = NodeLease(api, opts.namespace, self.node, opts.lease_duration)
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
         self.kick.set()  # the first pass runs as soon as the claims are listed
@@ -93,14 +79,10 @@ class Agent:
         self.claims.add_handler(self._on_claim)
         self._specs: dict[str, Any] = {}
         self.reconciled = False
-        self._written: dict[str, tuple[str, ClaimStatus]] = {}
+        self._statuses = StatusLedger()
         self._problems: dict[str, str] = {}
         self._node_status: NodeStatus | None = None
         self._ipnode_exists = False
-        self._lease: Lease | None = None
-        # Monotonic time of the last successful Lease write; startup counts
-        # as one so a slow first contact does not release anything.
-        self.last_renewed = time.monotonic()
         self.fenced = False
         self.fence = Fence()
 
@@ -177,7 +159,7 @@ class Agent:
 
     def renewing(self) -> bool:
         """Our Lease renewals are going through (at most one renewal missed)."""
-        return bool(time.monotonic() - self.last_renewed <= float(self.opts.hb) * 1.5 + 0.5)
+        return bool(self.lease.lapsed() <= float(self.opts.hb) * 1.5 + 0.5)
 
     def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
         """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
@@ -198,8 +180,7 @@ class Agent:
         await asyncio.Event().wait()  # a job of until_signal: returning would stop the agent
 
     def lease_valid(self) -> bool:
-        lapsed: float = time.monotonic() - self.last_renewed
-        return lapsed <= float(self.opts.lease_duration)
+        return bool(self.lease.lapsed() <= float(self.opts.lease_duration))
 
     def _must_release(self) -> bool:
         """--api-loss=release: past the Lease duration without renewal, the
@@ -225,8 +206,8 @@ class Agent:
     async def _write_statuses(
         self, claims: list[Claim], held: set[str], problems: dict[str, str]
     ) -> None:
-        writes = status_writes(claims, self.node, held=held, problems=problems, now=now_rfc3339(),
-                               written=self._written)
+        writes = self._statuses.due(claims, self.node, held=held, problems=problems,
+                                    now=now_rfc3339())
         by_name = {c.name: c for c in claims}
         # A few writes in flight: after a failover 1,000 statuses are due, and
         # one at a time they would take a round trip each.
@@ -235,24 +216,19 @@ class Agent:
         async def write(name: str, status: ClaimStatus) -> None:
             async with slots:
                 try:
-                    await self.client.patch(IpClaimResource.Status, name, _status_patch(status),
-                                            patch_type=PatchType.MERGE)
-                except ApiError as exc:
-                    if exc.status.code == 404:
-                        return  # deleted meanwhile
-                    RECONCILE_ERRORS.labels("status").inc()
-                    _log.error("cannot write claim status", claim=name, error=str(exc))
-                    return
-                except (httpx.HTTPError, OSError) as exc:  # unreachable; retried next run
+                    await self.api.merge_patch(CLAIMS, name, _status_patch(status),
+                                               subresource="status")
+                except NotFoundError:
+                    return  # deleted meanwhile
+                except (ApiError, OSError) as exc:  # retried on the next run
                     RECONCILE_ERRORS.labels("status").inc()
                     _log.warning("cannot write claim status", claim=name, error=str(exc))
                     return
-            self._written[name] = (by_name[name].resource_version, status)
+            self._statuses.wrote(by_name[name], status)
             _log.info("claim status written", claim=name, ready=status.ready)
 
         await asyncio.gather(*(write(name, status) for name, status in writes.items()))
-        for name in set(self._written) - set(by_name):
-            del self._written[name]
+        self._statuses.keep(by_name)
 
     async def _write_node_status(self, held: tuple[Want, ...]) -> None:
         status = node_status(self.opts.iface, held, __version__,
@@ -261,10 +237,10 @@ class Agent:
             return
         try:
             await self._ensure_ipnode()
-            await self.client.patch(IpNodeResource.Status, self.node,
-                                    {"status": status.to_dict()}, patch_type=PatchType.MERGE)
-        except (ApiError, httpx.HTTPError, OSError) as exc:
-            if isinstance(exc, ApiError) and exc.status.code == 404:
+            await self.api.merge_patch(IPNODES, self.node, {"status": status.to_dict()},
+                                       subresource="status")
+        except (ApiError, OSError) as exc:
+            if isinstance(exc, NotFoundError):
                 self._ipnode_exists = False  # deleted by someone: create it again next time
             RECONCILE_ERRORS.labels("ipnode").inc()
             _log.warning("cannot write IpNode status", node=self.node, error=str(exc))
@@ -274,51 +250,17 @@ class Agent:
     async def _ensure_ipnode(self) -> None:
         if self._ipnode_exists:
             return
-        body = IpNodeResource(apiVersion=f"{API_GROUP}/{API_VERSION}", kind="IpNode",
-                              metadata=ObjectMeta(name=self.node), spec={})
-        try:
-            await self.client.create(body)
-        except ApiError as exc:
-            if exc.status.code != 409:
-                raise
+        body = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "IpNode",
+                "metadata": {"name": self.node}, "spec": {}}
+        with contextlib.suppress(ConflictError):  # it exists: what we wanted
+            await self.api.create(IPNODES, body)
         self._ipnode_exists = True
 
     # --- liveness ------------------------------------------------------------
-    async def heartbeat(self) -> None:
-        """Renew the Lease named after the node every --hb, forever."""
-        while True:
-            try:
-                await self._renew()
-                self.last_renewed = time.monotonic()
-                if self.fenced:
-                    self.kick.set()
-            except (ApiError, httpx.HTTPError, OSError) as exc:
-                self._lease = None  # re-read on the next try
-                _log.warning("cannot renew lease", node=self.node, error=str(exc))
-            if self.opts.api_loss == "release" and not self.fenced and \
-                    time.monotonic() - self.last_renewed > self.opts.lease_duration:
-                self.kick.set()  # release now, not at the next refresh
-            await asyncio.sleep(self.opts.hb)
-
-    async def _renew(self) -> None:
-        now = datetime.now(UTC)
-        duration = max(1, math.ceil(self.opts.lease_duration))
-        if self._lease is None:
-            try:
-                self._lease = await self.client.get(Lease, self.node,
-                                                    namespace=self.opts.namespace)
-            except ApiError as exc:
-                if exc.status.code != 404:
-                    raise
-                self._lease = await self.client.create(Lease(
-                    metadata=ObjectMeta(name=self.node, namespace=self.opts.namespace),
-                    spec=LeaseSpec(holderIdentity=self.node, leaseDurationSeconds=duration,
-                                   acquireTime=now, renewTime=now)))
-                return
-        assert self._lease.spec is not None
-        self._lease.spec.holderIdentity = self.node
-        self._lease.spec.leaseDurationSeconds = duration
-        self._lease.spec.renewTime = now
-        # Update with the resourceVersion we last saw: one request per beat;
-        # a conflict (someone else wrote it) makes the next beat re-read.
-        self._lease = await self.client.replace(self._lease)
+    def after_beat(self, renewed: bool) -> None:
+        """After each Lease renewal attempt (kube.leases.NodeLease.run)."""
+        if renewed and self.fenced:
+            self.kick.set()  # hold our addresses again at once
+        if not renewed and self.opts.api_loss == "release" and not self.fenced \
+                and not self.lease_valid():
+            self.kick.set()  # release now, not at the next refresh

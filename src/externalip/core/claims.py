@@ -91,31 +91,41 @@ def desired_status(
     return ClaimStatus(ready=False, holder="", message=problem, term=old.term)
 
 
-def status_writes(
-    claims: Iterable[Claim],
-    node: str,
-    *,
-    held: set[str],
-    problems: Mapping[str, str],
-    now: str,
-    written: Mapping[str, tuple[str, ClaimStatus]],
-) -> dict[str, ClaimStatus]:
-    """Claims whose status must be written, with the new status.
+class StatusLedger:
+    """Which claim statuses this agent must write, remembering what it wrote.
 
-    `written` maps claim name -> (resourceVersion the last write was based on,
-    status written): while the informer has not yet delivered our own write,
-    the stored claim still shows the old status; writing again would be noise.
+    While the informer has not yet delivered our own write, the stored claim
+    still shows the old status; writing the same status again on the same
+    resourceVersion would be noise. A claim changed since (a newer
+    resourceVersion) is judged afresh.
     """
-    out: dict[str, ClaimStatus] = {}
-    for claim in claims:
-        want = desired_status(claim, node, claim.name in held, problems.get(claim.name, ""), now)
-        if want is None or want == claim.status:
-            continue
-        last = written.get(claim.name)
-        if last is not None and last == (claim.resource_version, want):
-            continue
-        out[claim.name] = want
-    return out
+
+    def __init__(self) -> None:
+        self._written: dict[str, tuple[str, ClaimStatus]] = {}
+
+    def due(self, claims: Iterable[Claim], node: str, *, held: set[str],
+            problems: Mapping[str, str], now: str) -> dict[str, ClaimStatus]:
+        """Claims whose status must be written, with the new status."""
+        out: dict[str, ClaimStatus] = {}
+        for claim in claims:
+            want = desired_status(claim, node, claim.name in held,
+                                  problems.get(claim.name, ""), now)
+            if want is None or want == claim.status:
+                continue
+            if self._written.get(claim.name) == (claim.resource_version, want):
+                continue
+            out[claim.name] = want
+        return out
+
+    def wrote(self, claim: Claim, status: ClaimStatus) -> None:
+        """`status` was written on top of `claim` as we saw it."""
+        self._written[claim.name] = (claim.resource_version, status)
+
+    def keep(self, names: Iterable[str]) -> None:
+        """Forget claims that are gone (bounded memory)."""
+        alive = set(names)
+        for name in set(self._written) - alive:
+            del self._written[name]
 
 
 def node_status(link: str, held: Iterable[Want], version: str,

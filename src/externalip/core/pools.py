@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from externalip.core.addresses import IPAddress
@@ -116,3 +116,21 @@ def build(pool: Pool) -> AddressPool:
         auto_assign=pool.spec.auto_assign,
         pool=pool,
     )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How much of a pool is in use, as the scheduler reports it and status shows it."""
+
+    total: int
+    used: int
+    free: int
+
+
+def usage(pool: AddressPool, addresses: Iterable[IPAddress]) -> Usage:
+    """An address is used when a claim holds it, whether it was allocated from
+    the pool or requested by hand inside it. Sizes are capped to what the
+    status fields (int64) can carry."""
+    total = min(pool.size(), MAX_REPORTED)
+    used = len({ip for ip in addresses if pool.contains(ip)})
+    return Usage(total, used, max(0, total - used))

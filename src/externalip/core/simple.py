@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from externalip.core.holding import Want
+from externalip.core.views import serves_load_balancer
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,10 @@ class SimpleOptions:
     default_class: bool = True
 
 
-def _serves_lb(spec: Mapping[str, Any], opts: SimpleOptions) -> bool:
-    if spec.get("type") != "LoadBalancer":
-        return False
-    cls = spec.get("loadBalancerClass")
-    return cls == opts.lb_class if cls else opts.default_class
-
-
 def service_ips(svc: Mapping[str, Any], opts: SimpleOptions) -> list[str]:
     spec = svc.get("spec") or {}
     ips = list(spec.get("externalIPs") or [])
-    if opts.lb_ingress and _serves_lb(spec, opts):
+    if opts.lb_ingress and serves_load_balancer(spec, opts.lb_class, opts.default_class):
         ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ips += [i["ip"] for i in ingress if i.get("ip")]
     return ips

@@ -14,11 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
-
 from externalip import log
-from externalip.kube.client import raw_http
+from externalip.kube.api import EVENTS, Api, ApiError
 from externalip.kube.times import now_rfc3339
 
 _log = log.get(__name__)
@@ -48,8 +45,8 @@ class ObjectRef:
 
 
 class EventRecorder:
-    def __init__(self, client: AsyncClient, component: str, host: str = "") -> None:
-        self._http = raw_http(client)
+    def __init__(self, api: Api, component: str, host: str = "") -> None:
+        self._api = api
         self._component = component
         self._host = host
         # (ref, reason, message) -> (namespace, event name, count, monotonic time)
@@ -100,14 +97,9 @@ class EventRecorder:
             "lastTimestamp": now,
             "count": 1,
         }
-        resp = await self._http.post(f"/api/v1/namespaces/{namespace}/events", json=body)
-        resp.raise_for_status()
+        await self._api.create(EVENTS, body, namespace)
         return name
 
     async def _patch(self, namespace: str, name: str, count: int) -> None:
-        resp = await self._http.patch(
-            f"/api/v1/namespaces/{namespace}/events/{name}",
-            json={"count": count, "lastTimestamp": now_rfc3339()},
-            headers={"Content-Type": "application/merge-patch+json"},
-        )
-        resp.raise_for_status()
+        await self._api.merge_patch(EVENTS, name, {"count": count,
+                                                   "lastTimestamp": now_rfc3339()}, namespace)

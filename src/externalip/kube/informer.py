@@ -1,7 +1,7 @@
 """A list+watch cache of one resource, as client-go's reflector does it.
 
 lightkube's watch gives neither bookmarks nor a way to know that it re-listed,
-so this informer speaks the protocol itself over lightkube's HTTP client:
+so this informer speaks the protocol itself through the API gateway:
 - list (paginated) to fill the store and get a resourceVersion;
 - watch from that version with bookmarks, so a reconnect resumes from a
   recent version instead of one the server has compacted away;
@@ -20,13 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx2 as httpx
-import msgspec
-from lightkube import AsyncClient
-
 from externalip import log
-from externalip.kube.client import raw_http
-from externalip.kube.paths import collection_path, object_key
+from externalip.kube.api import Api, ApiError, GoneError, Kind, TooManyRequestsError
+from externalip.kube.paths import object_key
 
 Handler = Callable[[str, dict[str, Any]], None]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -34,14 +30,6 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 _log = log.get(__name__)
-
-
-def _overloaded(exc: Exception) -> bool:
-    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429
-
-
-class GoneError(Exception):
-    """The resourceVersion we asked for is older than the server keeps."""
 
 
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +46,8 @@ def _selector(pairs: Mapping[str, str] | None) -> str | None:
 class Informer:
     def __init__(
         self,
-        client: AsyncClient,
-        resource: Any,
+        api: Api,
+        kind: Kind,
         *,
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
@@ -68,8 +56,9 @@ class Informer:
         page_size: int = 500,
         max_backoff: float = 5.0,
     ) -> None:
-        self._http = raw_http(client)
-        self._path = collection_path(resource, namespace)
+        self._api = api
+        self._kind = kind
+        self._namespace = namespace
         self._params = {
             k: v
             for k, v in (("labelSelector", _selector(labels)), ("fieldSelector", _selector(fields)))
@@ -82,7 +71,7 @@ class Informer:
         self._synced = asyncio.Event()
         self.store: dict[str, dict[str, Any]] = {}
         self.resource_version: str | None = None
-        self.name = self._path
+        self.name = kind.collection(namespace)
         self.relists = 0  # observable for tests and metrics
         # Monotonic time since which the cache has been continuously connected
         # (None while it is not): silence in the data means something only
@@ -122,11 +111,11 @@ class Informer:
             except GoneError:
                 _log.info("watch expired, re-listing", informer=self.name)
                 self.resource_version = None
-            except (httpx.HTTPError, OSError, ValueError) as exc:
+            except (ApiError, OSError, ValueError) as exc:
                 self.connected_since = None
                 failures += 1
                 delay = min(self._max_backoff, 0.2 * 2 ** min(failures, 10))
-                if _overloaded(exc):  # 429 while the server (re)initialises: come back soon
+                if isinstance(exc, TooManyRequestsError):  # the server (re)initialises
                     delay = min(delay, 1.0)
                 delay *= random.uniform(0.5, 1.0)
                 _log.warning("watch failed, retrying", informer=self.name, error=str(exc),
@@ -144,14 +133,13 @@ class Informer:
         fresh: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {**self._params, "limit": self._page_size}
         while True:
-            resp = await self._http.get(self._path, params=params)
-            if resp.status_code == 410:  # the continue token expired: start over
+            try:
+                page = await self._api.list(self._kind, self._namespace, params)
+            except GoneError:  # the continue token expired: start over
                 fresh.clear()
                 params.pop("continue", None)
                 continue
-            resp.raise_for_status()
             self._connected()
-            page = msgspec.json.decode(resp.content)
             for item in page.get("items") or ():
                 obj = self._transform(item)
                 fresh[object_key(obj)] = obj
@@ -188,23 +176,13 @@ class Informer:
         }
         # A silent connection longer than the server's own timeout is dead
         # (bookmarks arrive about once a minute on a live one).
-        timeout = httpx.Timeout(10.0, read=server_timeout + 30.0)
-        async with self._http.stream("GET", self._path, params=params, timeout=timeout) as resp:
-            if resp.status_code == 410:
-                raise GoneError
-            resp.raise_for_status()
-            self._connected()
-            async for line in resp.aiter_lines():
-                if line:
-                    self._handle_line(line)
+        events = self._api.watch(self._kind, self._namespace, params,
+                                 read_timeout=server_timeout + 30.0, on_open=self._connected)
+        async for event in events:
+            self._handle(event)
 
-    def _handle_line(self, line: str) -> None:
-        event = msgspec.json.decode(line)
+    def _handle(self, event: dict[str, Any]) -> None:
         kind, obj = event["type"], event["object"]
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise GoneError
-            raise ValueError(f"watch error: {obj.get('message')}")
         self.resource_version = obj["metadata"]["resourceVersion"]
         if kind == "BOOKMARK":
             return

@@ -10,11 +10,10 @@ the caller can report it (claim status, Events). No API access here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
@@ -54,8 +53,10 @@ def _announce_failed(exc: OSError) -> None:
 
 class AddressHolder:
     def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None,
-                 announce_rate: float = 0.0):
+                 announce_rate: float = 0.0, *,
+                 clock: Callable[[], float] = time.monotonic):
         self.netlink = netlink
+        self._clock = clock
         self.lifetime = lifetime
         self.announcer = announcer or Announcer(
             on_sent=lambda family: ANNOUNCEMENTS.labels(str(family)).inc(),
@@ -96,22 +97,8 @@ class AddressHolder:
                 RECONCILE_ERRORS.labels("remove").inc()
                 _log.error("cannot remove address", address=str(have.interface), error=str(exc))
 
-        now = time.monotonic()
-        due = [w for w in todo.keep
-               if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
-        failed = await self.netlink.refresh_many(
-            [(self._links[w.link].index, w.interface) for w in due], self.lifetime)
-        for want in due:
-            code = failed.get((self._links[want.link].index, want.interface))
-            if code is None:
-                self._renewed[(want.link, want.interface)] = now
-                continue
-            RECONCILE_ERRORS.labels("refresh").inc()
-            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
-            _log.error("address step failed", step="refresh", address=str(want.interface),
-                       reason=reason)
-            for owner in want.owners:
-                problems[owner] = reason
+        now = self._clock()
+        await self._renew_due(todo.keep, problems, now)
         # An address we keep but did not hold on the previous pass (a leftover
         # of ours, still within its lifetime, whose claim has come back) is
         # news to the segment: the clients' ARP/ND entries may still point at
@@ -132,6 +119,25 @@ class AddressHolder:
         self._renewed = {k: v for k, v in self._renewed.items() if k in kept}
         ADDRESSES_HELD.set(len(self.held))
         return Result(todo, self.held, problems)
+
+    async def _renew_due(self, keep: Iterable[Want], problems: dict[str, str],
+                         now: float) -> None:
+        """Give a fresh lifetime to the kept addresses whose renewal is due."""
+        due = [w for w in keep
+               if now - self._renewed.get((w.link, w.interface), -math.inf) >= self._renew_after]
+        failed = await self.netlink.refresh_many(
+            [(self._links[w.link].index, w.interface) for w in due], self.lifetime)
+        for want in due:
+            code = failed.get((self._links[want.link].index, want.interface))
+            if code is None:
+                self._renewed[(want.link, want.interface)] = now
+                continue
+            RECONCILE_ERRORS.labels("refresh").inc()
+            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
+            _log.error("address step failed", step="refresh", address=str(want.interface),
+                       reason=reason)
+            for owner in want.owners:
+                problems[owner] = reason
 
     async def _step(self, want: Want, problems: dict[str, str], step: str) -> bool:
         link = self._links[want.link]
@@ -212,37 +218,6 @@ class AddressHolder:
     async def close(self) -> None:
         await self.announcer.close()
         self.netlink.close()
-
-
-async def drive(
-    reconcile: Callable[[], Awaitable[None]],
-    kick: asyncio.Event,
-    period: float,
-    retry: float = 1.0,
-) -> None:
-    """Run `reconcile` when kicked and at least every `period` seconds, forever.
-
-    Kicks that arrive while a reconcile runs coalesce into one more run. A
-    failed run (any exception) is logged, counted and retried after `retry`
-    seconds, doubling up to `period`: the loop itself never dies.
-    """
-    backoff = retry
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(kick.wait(), timeout=period)
-        kick.clear()
-        try:
-            await reconcile()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            RECONCILE_ERRORS.labels("reconcile").inc()
-            _log.error("reconcile failed", error=repr(exc), retry_in=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(period, backoff * 2)
-            kick.set()
-        else:
-            backoff = retry
 
 
 def refresh_period(lifetime: float, resync: float) -> float:

@@ -19,7 +19,6 @@ import asyncio
 import errno
 import ipaddress
 import socket
-import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,27 +32,24 @@ from pyroute2.netlink.rtnl import (
 )
 
 from externalip.core.addresses import IPInterface
+from externalip.net.kernel import (
+    ARPHRD_ETHER,
+    IFA_F_NODAD,
+    IFA_F_TENTATIVE,
+    IFF_LOOPBACK,
+    IFF_NOARP,
+    IFF_UP,
+    INFINITY_LIFE,
+    PROTO,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+)
+from externalip.net.renew import renew_batch
 
-# Our mark in IFA_PROTO. The kernel reserves 0-3 (unspec, loopback, RA, link
-# local); 0xE1 ("E", "I") is not used by any software we know of.
-PROTO = 0xE1
-
-# ifaddrmsg flags (linux/if_addr.h).
-IFA_F_NODAD = 0x02
-IFA_F_DEPRECATED = 0x20
-IFA_F_TENTATIVE = 0x40
-IFA_F_DADFAILED = 0x08
-IFA_F_PERMANENT = 0x80
-
-INFINITY_LIFE = 0xFFFFFFFF
-
-# net/if.h and if_arp.h
-IFF_UP = 0x1
-IFF_LOOPBACK = 0x8
-IFF_NOARP = 0x80
-ARPHRD_ETHER = 1
-
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR = 16, 17, 20, 21
+__all__ = ["INFINITY_LIFE", "PROTO", "AddressExistsError", "Link", "LinkAddress", "NetEvent",
+           "Netlink", "lifetimes"]
 
 
 class AddressExistsError(Exception):
@@ -225,7 +221,7 @@ class Netlink:
             return {}
         valid, preferred = lifetimes(lifetime)
         async with self._lock:
-            return _renew_batch(self._batch, items, valid, preferred)
+            return renew_batch(self._batch, items, valid, preferred)
 
     async def _newaddr(
         self, command: str, ifindex: int, interface: IPInterface, lifetime: float
@@ -308,69 +304,3 @@ def _event(msg: Any) -> NetEvent | None:
             addr.ours,
         )
     return None
-
-
-
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_CREATE = 0x1, 0x4, 0x100, 0x400
-NLMSG_ERROR = 2
-IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_FLAGS, IFA_PROTO = 1, 2, 6, 8, 11
-# Each ack is a separate skb of ~1 KiB true size in our receive buffer (default
-# ~208 KiB): more than ~200 requests in flight overflow it (ENOBUFS).
-_BATCH = 100
-
-
-def _attr(kind: int, data: bytes) -> bytes:
-    header = struct.pack("=HH", 4 + len(data), kind)
-    return header + data + b"\0" * (-len(data) % 4)
-
-
-def newaddr_message(
-    seq: int, ifindex: int, interface: IPInterface, valid: int, preferred: int
-) -> bytes:
-    """RTM_NEWADDR with NLM_F_REPLACE|CREATE, the same request `ip addr replace` sends."""
-    ip = interface.ip.packed
-    family = socket.AF_INET if interface.version == 4 else socket.AF_INET6
-    flags = IFA_F_NODAD if interface.version == 6 else 0
-    body = struct.pack("=BBBBI", family, interface.network.prefixlen, 0, 0, ifindex)
-    if interface.version == 4:
-        body += _attr(IFA_LOCAL, ip)
-    body += _attr(IFA_ADDRESS, ip)
-    body += _attr(IFA_CACHEINFO, struct.pack("=IIII", preferred, valid, 0, 0))
-    body += _attr(IFA_FLAGS, struct.pack("=I", flags))
-    body += _attr(IFA_PROTO, struct.pack("=B", PROTO))
-    header = struct.pack("=IHHII", 16 + len(body), RTM_NEWADDR,
-                         NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | NLM_F_CREATE, seq, 0)
-    return header + body
-
-
-def _renew_batch(
-    sock: socket.socket, items: list[tuple[int, IPInterface]], valid: int, preferred: int
-) -> dict[tuple[int, IPInterface], int]:
-    failed: dict[tuple[int, IPInterface], int] = {}
-    pending: dict[int, tuple[int, IPInterface]] = {}
-    chunk = b""
-    for seq, item in enumerate(items, start=1):
-        pending[seq] = item
-        chunk += newaddr_message(seq, item[0], item[1], valid, preferred)
-        if len(pending) >= _BATCH or seq == len(items):
-            sock.send(chunk)
-            chunk = b""
-            _read_acks(sock, pending, failed)
-    return failed
-
-
-def _read_acks(
-    sock: socket.socket,
-    pending: dict[int, tuple[int, IPInterface]],
-    failed: dict[tuple[int, IPInterface], int],
-) -> None:
-    while pending:
-        data = sock.recv(1 << 16)
-        while len(data) >= 16:
-            length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data)
-            if kind == NLMSG_ERROR and seq in pending:
-                (code,) = struct.unpack_from("=i", data, 16)
-                item = pending.pop(seq)
-                if code:
-                    failed[item] = -code
-            data = data[(length + 3) & ~3:] if length else b""

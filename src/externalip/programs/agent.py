@@ -1,7 +1,7 @@
 """`externalip agent`: the claims-mode node agent (DaemonSet, hostNetwork).
 
 Composition only: the controller (externalip.agent.controller) with its
-adapters: the API client, the address holder (netlink and announcements) and
+adapters: the API gateway, the address holder (netlink and announcements) and
 the conflict watcher. docs/agent.md has the lifecycle.
 """
 
@@ -15,10 +15,11 @@ from externalip.agent.controller import Agent
 from externalip.agent.failover import Failover, HeartbeatPeers, load_keys
 from externalip.core.liveness import Timing
 from externalip.health import serve
-from externalip.kube.client import connect
+from externalip.kube.api import Api
+from externalip.loops import drive
 from externalip.net.conflict import ConflictWatcher, own_macs
 from externalip.net.heartbeat import Heartbeats
-from externalip.net.holder import AddressHolder, drive, refresh_period
+from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.net.nftfence import Fence, FenceError
 from externalip.programs.run import until_signal
@@ -30,10 +31,10 @@ async def run(opts: argparse.Namespace) -> int:
     log.setup(opts.log_format, opts.log_level)
     _log.info("agent starting", node=opts.hostname, iface=opts.iface, version=__version__,
               addr_lifetime=opts.addr_lifetime, lease_duration=opts.lease_duration)
-    client = await connect(opts.kubeconfig)
+    api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
-    agent = Agent(opts, client, holder, failover)
+    agent = Agent(opts, api, holder, failover)
     await holder.adopt()
     watcher = ConflictWatcher(agent.heard, own_macs)
     try:
@@ -43,10 +44,10 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(),
-            holder.watch(agent.kick),
-            drive(agent.reconcile, agent.kick, period),
-            drive(agent.report, agent.report_kick, opts.resync)]
+    jobs = [agent.claims.run(), agent.first_sync(),
+            agent.lease.run(opts.hb, agent.after_beat), holder.watch(agent.kick),
+            drive(agent.reconcile, agent.kick, period, loop="agent-reconcile"),
+            drive(agent.report, agent.report_kick, opts.resync, loop="agent-report")]
     if opts.garp_interval > 0:
         # Not while our Lease has lapsed: the scheduler may have moved our IPs,
         # and re-announcing them would pull traffic back from the new holder.
@@ -65,7 +66,7 @@ async def run(opts: argparse.Namespace) -> int:
     if server is not None:
         server.close()
     await holder.close()
-    await client.close()
+    await api.close()
     return code
 
 

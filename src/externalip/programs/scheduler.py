@@ -11,8 +11,8 @@ import socket
 
 from externalip import log
 from externalip.health import serve
-from externalip.kube.client import connect
-from externalip.kube.leader import LeaderElector
+from externalip.kube.api import Api
+from externalip.kube.leases import LeaderElector
 from externalip.scheduler import metrics
 from externalip.scheduler.controller import Options, Scheduler
 
@@ -20,7 +20,7 @@ _log = log.get(__name__)
 
 
 async def run(opts: argparse.Namespace) -> int:
-    client = await connect(opts.kubeconfig)
+    api = Api.connect(opts.kubeconfig)
     identity = f"{socket.gethostname()}-{os.getpid()}"
     elector: LeaderElector | None = None
     scheduler: Scheduler | None = None
@@ -32,12 +32,12 @@ async def run(opts: argparse.Namespace) -> int:
 
     if opts.leader_elect:
         elector = LeaderElector(
-            client, opts.namespace, opts.leader_elect_resource_name, identity,
+            api, opts.namespace, opts.leader_elect_resource_name, identity,
             lease_duration=opts.leader_elect_lease_duration,
             renew_deadline=opts.leader_elect_renew_deadline,
             retry_period=opts.leader_elect_retry_period, on_change=leadership)
     scheduler = Scheduler(
-        client,
+        api,
         Options(namespace=opts.namespace, mask4=opts.mask, mask6=opts.mask6,
                 policy=opts.nodefilter, monitor=opts.monitor,
                 lb_class=opts.load_balancer_class, default_class=opts.default_class),
@@ -69,7 +69,7 @@ async def run(opts: argparse.Namespace) -> int:
         await elector.release()
     if server is not None:
         server.close()
-    await client.close()
+    await api.close()
     _log.info("scheduler stopped")
     return code
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from lightkube.resources.core_v1 import Service
-
 from externalip import __version__, log
 from externalip.agent.simple import Simple
 from externalip.health import serve
-from externalip.kube.client import connect
+from externalip.kube.api import SERVICES, Api
 from externalip.kube.events import EventRecorder
 from externalip.kube.informer import Informer
-from externalip.net.holder import AddressHolder, drive, refresh_period
+from externalip.loops import drive
+from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.programs.run import until_signal
 
@@ -33,16 +32,16 @@ async def run(opts: argparse.Namespace) -> int:
     log.setup(opts.log_format, opts.log_level)
     _log.info("simple mode starting", iface=opts.iface, mask=opts.mask, version=__version__,
               lb_ingress=opts.lb_ingress, addr_lifetime=opts.addr_lifetime)
-    client = await connect(opts.kubeconfig)
+    api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
-    simple = Simple(opts, Informer(client, Service), holder,
-                    EventRecorder(client, "externalip-simple"))
+    simple = Simple(opts, Informer(api, SERVICES), holder,
+                    EventRecorder(api, "externalip-simple"))
     await holder.adopt()
     server = await serve(opts.metrics_addr,
                          lambda: simple.services.synced and simple.reconciled)
     jobs = [simple.services.run(), holder.watch(simple.kick),
-            drive(simple.reconcile, simple.kick, refresh_period(opts.addr_lifetime,
-                                                                 opts.resync))]
+            drive(simple.reconcile, simple.kick,
+                  refresh_period(opts.addr_lifetime, opts.resync), loop="simple")]
     if opts.garp_interval > 0:
         jobs.append(holder.repeat_announcements(opts.garp_interval))
     code = await until_signal(jobs)
@@ -51,7 +50,7 @@ async def run(opts: argparse.Namespace) -> int:
     if server is not None:
         server.close()
     await holder.close()
-    await client.close()
+    await api.close()
     return code
 
 

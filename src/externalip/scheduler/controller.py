@@ -16,24 +16,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import AsyncClient
-from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Node, Service
-from lightkube.resources.discovery_v1 import EndpointSlice
-
 from externalip import log
-from externalip.core import desired, liveness
+from externalip.core import desired, liveness, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
-from externalip.core.pools import MAX_REPORTED, AddressPool, PoolError, build
-from externalip.kube.client import raw_http
+from externalip.core.pools import AddressPool, PoolError, build, usage
+from externalip.kube.api import (
+    CLAIMS,
+    ENDPOINT_SLICES,
+    IPNODES,
+    LEASES,
+    NODES,
+    POOLS,
+    SERVICES,
+    Api,
+)
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
-from externalip.kube.resources import IpClaimPoolResource, IpClaimResource, IpNodeResource
 from externalip.kube.times import now_rfc3339
-from externalip.scheduler import metrics, views
-from externalip.scheduler.writer import Writer, remember
+from externalip.loops import guarded
+from externalip.scheduler import metrics
+from externalip.scheduler.writer import Writer
 
 _log = log.get(__name__)
 
@@ -50,18 +54,17 @@ class Options:
 
 
 class Scheduler:
-    def __init__(self, client: AsyncClient, opts: Options,
+    def __init__(self, api: Api, opts: Options,
                  is_leader: Callable[[], bool] = lambda: True) -> None:
         self.opts = opts
-        self._client = client
         self._is_leader = is_leader
-        self.services = Informer(client, Service)
-        self.claims = Informer(client, IpClaimResource)
-        self.pools = Informer(client, IpClaimPoolResource)
-        self.nodes = Informer(client, Node, transform=_slim_node)
-        self.leases = Informer(client, Lease, namespace=opts.namespace)
-        self.slices = Informer(client, EndpointSlice)
-        self.ipnodes = Informer(client, IpNodeResource, transform=_slim_ipnode)
+        self.services = Informer(api, SERVICES)
+        self.claims = Informer(api, CLAIMS)
+        self.pools = Informer(api, POOLS)
+        self.nodes = Informer(api, NODES, transform=_slim_node)
+        self.leases = Informer(api, LEASES, namespace=opts.namespace)
+        self.slices = Informer(api, ENDPOINT_SLICES)
+        self.ipnodes = Informer(api, IPNODES, transform=_slim_ipnode)
         self.informers = [self.services, self.claims, self.pools, self.nodes, self.leases,
                           self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
@@ -69,9 +72,9 @@ class Scheduler:
         for inf in self.informers:
             inf.add_handler(lambda kind, obj: self._wake.set())
         self.leases.add_handler(self._on_lease)
-        self.recorder = EventRecorder(client, "externalip-scheduler")
-        self.writer = Writer(raw_http(client), self.claims.store, self.services.store,
-                             is_leader)
+        self.recorder = EventRecorder(api, "externalip-scheduler")
+        self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
+                             pools=self.pools.store, may_write=is_leader)
         self._last_events: set[desired.Event] = set()
         self._retry_in = 0.0
 
@@ -117,7 +120,8 @@ class Scheduler:
                 continue
             await asyncio.sleep(0.02)  # let a burst of events land in the caches first
             self._wake.clear()
-            await self.reconcile()
+            if not await guarded(self.reconcile, "scheduler"):
+                self._retry_in = min(30.0, max(0.5, self._retry_in * 2))
 
     async def reconcile(self) -> desired.Plan:
         metrics.PASSES.inc()
@@ -177,13 +181,12 @@ class Scheduler:
         addresses = [claim_ip(c.spec.cidr) for c in world.claims.values()]
         wanted: dict[str, dict[str, Any]] = {}
         for pool in pools:
-            total = min(pool.size(), MAX_REPORTED)
-            used = sum(1 for ip in addresses if pool.contains(ip))
-            wanted[pool.name] = {"total": total, "used": used, "free": max(0, total - used),
+            use = usage(pool, addresses)
+            wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
                                  "conditions": [_condition("Valid", True, "PoolValid",
                                                            "addresses can be allocated")]}
-            metrics.POOL_SIZE.labels(pool.name).set(total)
-            metrics.POOL_USED.labels(pool.name).set(used)
+            metrics.POOL_SIZE.labels(pool.name).set(use.total)
+            metrics.POOL_USED.labels(pool.name).set(use.used)
         for name, message in broken.items():
             wanted[name] = {"total": 0, "used": 0, "free": 0,
                             "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
@@ -201,9 +204,7 @@ class Scheduler:
                                                    uid=obj["metadata"].get("uid", "")),
                                          WARNING, "InvalidSpec", broken[name])
                 _log.warning("pool unusable", pool=name, error=broken[name])
-            resp = await self.writer.patch_pool_status(name, status)
-            if resp is not None:
-                remember(self.pools.store, name, resp)
+            await self.writer.patch_pool_status(name, status)
 
     def _metrics(self, world: desired.World) -> None:
         per_node: dict[str, int] = dict.fromkeys(self.nodes.store, 0)

@@ -1,4 +1,4 @@
-"""API JSON -> the core's views. The only place the scheduler reads raw objects."""
+"""API JSON -> the core's views, pure. The only place the scheduler reads raw objects."""
 
 from __future__ import annotations
 
@@ -16,11 +16,19 @@ from externalip.core.services import (
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
+def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: bool) -> bool:
+    """Is this Service ours to give a LoadBalancer address: type LoadBalancer and
+    of our loadBalancerClass, or of none while we are the default. The one
+    place this is decided (scheduler, simple mode and status ask here)."""
+    if spec.get("type") != "LoadBalancer":
+        return False
+    klass = spec.get("loadBalancerClass")
+    return bool(klass == lb_class) if klass else default_class
+
+
 def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> ServiceView:
     meta, spec = obj["metadata"], obj.get("spec") or {}
     annotations = meta.get("annotations") or {}
-    klass = spec.get("loadBalancerClass")
-    ours = klass == lb_class if klass else default_class
     families = tuple(spec.get("ipFamilies") or ("IPv4",))
     if spec.get("ipFamilyPolicy") in (None, "SingleStack"):
         families = families[:1]
@@ -35,7 +43,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         uid=meta.get("uid", ""),
         created=meta.get("creationTimestamp", ""),
         labels=dict(meta.get("labels") or {}),
-        load_balancer=spec.get("type") == "LoadBalancer" and ours,
+        load_balancer=serves_load_balancer(spec, lb_class, default_class),
         auto=annotations.get(AUTO_ANNOTATION) == "auto",
         external_ips=tuple(spec.get("externalIPs") or ()),
         families=families,
