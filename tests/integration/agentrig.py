@@ -21,7 +21,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 
-from externalip.core.model import NODE_LABEL
+from externalip.core.model import NODE_LABEL, node_label
 from externalip.kube.resources import IpClaimResource
 from externalip_lab.apiproxy import ApiProxy
 from externalip_lab.controlplane import ControlPlane
@@ -33,10 +33,10 @@ NAMESPACE = "externalip"
 
 class Rig:
     def __init__(self, cp: ControlPlane, kube: AsyncClient, prefix: str, logdir: Path,
-                 program: str = "agent") -> None:
+                 program: str = "agent", *, node_name: str = "") -> None:
         self.cp, self.kube, self.prefix, self.logdir = cp, kube, prefix, logdir
         self.program = program
-        self.node_name = f"{prefix}-node"
+        self.node_name = node_name or f"{prefix}-node"
         self.ns = NetnsSet(prefix)
         self.node = self.ns.namespace("node")
         self.client = self.ns.namespace("client")
@@ -91,13 +91,14 @@ class Rig:
             spec["link"] = link
         await self.kube.create(IpClaimResource(
             apiVersion="ipcontroller.ext/v1", kind="IpClaim",
-            metadata=ObjectMeta(name=full, labels={NODE_LABEL: node}), spec=spec))
+            metadata=ObjectMeta(name=full, labels={NODE_LABEL: node_label(node)}), spec=spec))
         self.claims.append(full)
         return full
 
     async def move(self, name: str, node: str) -> None:
         await self.kube.patch(IpClaimResource, name, {
-            "metadata": {"labels": {NODE_LABEL: node}}, "spec": {"nodeName": node}},
+            "metadata": {"labels": {NODE_LABEL: node_label(node)}},
+            "spec": {"nodeName": node}},
             patch_type=PatchType.MERGE)
 
     async def status(self, name: str) -> dict[str, Any]:

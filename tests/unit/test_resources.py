@@ -1,6 +1,16 @@
 from __future__ import annotations
 
-from externalip.core.model import NODE_LABEL, Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+import re
+
+from externalip.core.model import (
+    NODE_LABEL,
+    Claim,
+    ClaimSpec,
+    LabelSelector,
+    Pool,
+    PoolSpec,
+    node_label,
+)
 
 
 def test_seed_pool_parses_with_defaults() -> None:
@@ -36,3 +46,17 @@ def test_label_selector_semantics() -> None:
     assert not sel.matches({"zone": "a", "role": "edge", "drain": ""})
     assert not sel.matches({"zone": "b", "role": "edge"})
     assert LabelSelector.from_dict(sel.to_dict()) == sel
+
+
+def test_long_node_names_get_a_valid_unique_label_value() -> None:
+    short = "node-1.example.org"
+    assert node_label(short) == short
+    names = ["a" * 63, "a" * 64, "a" * 253, "b" * 47 + "-" + "c" * 60, "x" * 45 + "..-y" * 40]
+    labels = [node_label(n) for n in names]
+    assert labels[0] == names[0]
+    assert len(set(labels)) == len(labels)
+    for value in labels:
+        assert len(value) <= 63
+        assert re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value), value
+    claim = Claim(name="c", spec=ClaimSpec(cidr="192.0.2.1/32", node_name="a" * 200))
+    assert claim.to_object()["metadata"]["labels"] == {NODE_LABEL: node_label("a" * 200)}

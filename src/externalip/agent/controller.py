@@ -39,11 +39,18 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.types import PatchType
 
 from externalip import API_GROUP, API_VERSION, __version__, log
-from externalip.core.addresses import IPAddress
+from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import node_status, status_writes, wants_from_claims
 from externalip.core.fence import Fence
 from externalip.core.holding import Want
-from externalip.core.model import MESSAGE_MAX, NODE_LABEL, Claim, ClaimStatus, NodeStatus
+from externalip.core.model import (
+    MESSAGE_MAX,
+    NODE_LABEL,
+    Claim,
+    ClaimStatus,
+    NodeStatus,
+    node_label,
+)
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
 from externalip.kube.resources import IpClaimResource, IpNodeResource
@@ -72,7 +79,7 @@ class Agent:
         self.node: str = opts.hostname
         self.client = client
         self.holder = holder
-        self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: self.node})
+        self.claims = Informer(client, IpClaimResource, labels={NODE_LABEL: node_label(self.node)})
         self.events = EventRecorder(client, "externalip-agent", self.node)
         self.kick = asyncio.Event()
         self.report_kick = asyncio.Event()
@@ -84,6 +91,7 @@ class Agent:
         self._written: dict[str, tuple[str, ClaimStatus]] = {}
         self._problems: dict[str, str] = {}
         self._node_status: NodeStatus | None = None
+        self._own: tuple[IPInterface, ...] = ()  # the node's own addresses, for the IpNode
         self._ipnode_exists = False
         self._lease: Lease | None = None
         # Monotonic time of the last successful Lease write; startup counts
@@ -125,6 +133,7 @@ class Agent:
         if self._must_release():
             wants = []
         result = await self.holder.reconcile(wants)
+        self._own = result.plan.own
         # The API writes run in their own loop: the next address change must
         # not wait behind status writes of the previous one.
         self._report = (claims, result.held, {**invalid, **result.problems})
@@ -221,7 +230,7 @@ class Agent:
             del self._written[name]
 
     async def _write_node_status(self, held: tuple[Want, ...]) -> None:
-        status = node_status(self.opts.iface, held, __version__)
+        status = node_status(self.opts.iface, held, __version__, self._own)
         if status == self._node_status:
             return
         try:

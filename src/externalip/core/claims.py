@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
+from externalip.core.addresses import IPInterface
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
+from externalip.core.special import special
 
 
 def wants_from_claims(
@@ -75,9 +77,13 @@ def status_writes(
     return out
 
 
-def node_status(link: str, held: Iterable[Want], version: str) -> NodeStatus:
+def node_status(link: str, held: Iterable[Want], version: str,
+                own: Iterable[IPInterface] = ()) -> NodeStatus:
+    """The IpNode inventory: the addresses held for claims, and the node's own
+    addresses (without loopback, link-local and other special ones)."""
     return NodeStatus(
         link=link,
         addresses=tuple(sorted({str(w.interface.ip) for w in held})),
         agent_version=version,
+        node_addresses=tuple(sorted({str(i.ip) for i in own if not special(i.ip)})),
     )

@@ -9,6 +9,7 @@ lenient where old objects may lack a field (the seed's pools had no
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,23 @@ from externalip import API_GROUP, API_VERSION
 NODE_LABEL = "ipnode"
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
+LABEL_VALUE_MAX = 63
+
+
+def node_label(node: str) -> str:
+    """The `ipnode` label value that selects a node's claims.
+
+    Node names may be 253 characters long, label values only 63: a longer
+    name becomes its first characters and a hash of the whole, still unique
+    in practice and still readable. The scheduler writes it, the agent's
+    informer selects by it; both call this one function. (The agent also
+    checks spec.nodeName, so even a hash collision could not make it hold a
+    claim of another node.)
+    """
+    if len(node) <= LABEL_VALUE_MAX:
+        return node
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return f"{node[:LABEL_VALUE_MAX - 17].rstrip('-.')}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -227,7 +245,7 @@ class Claim:
         meta: dict[str, Any] = {"name": self.name}
         labels = dict(self.labels)
         if self.spec.node_name:
-            labels[NODE_LABEL] = self.spec.node_name
+            labels[NODE_LABEL] = node_label(self.spec.node_name)
         else:
             labels.pop(NODE_LABEL, None)
         if labels:
@@ -250,6 +268,8 @@ class NodeStatus:
     link: str = ""
     addresses: tuple[str, ...] = ()
     agent_version: str = ""
+    # The node's own addresses: never given to a Service (core.tenancy).
+    node_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> NodeStatus:
@@ -258,6 +278,7 @@ class NodeStatus:
             link=str(d.get("link") or ""),
             addresses=tuple(sorted(d.get("addresses") or ())),
             agent_version=str(d.get("agentVersion") or ""),
+            node_addresses=tuple(sorted(d.get("nodeAddresses") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +286,7 @@ class NodeStatus:
             "link": self.link,
             "addresses": list(self.addresses),
             "agentVersion": self.agent_version,
+            "nodeAddresses": list(self.node_addresses),
         }
 
 
