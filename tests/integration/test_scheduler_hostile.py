@@ -235,3 +235,31 @@ def test_a_node_name_longer_than_a_label_value_gets_claims(
         assert "write refused" not in (tmp_path / "scheduler.log").read_text()
     finally:
         fake.stop()
+
+
+def test_a_claim_refused_by_its_node_moves_to_another_eligible_node(
+        clean: ControlPlane, agents: FakeAgents, unique: str, tmp_path: Path) -> None:
+    """Item 14: an agent's refusal (status.ready=false with a message) makes the
+    scheduler place the claim on another eligible node."""
+    cp = clean
+    apply(cp, pool("p1", "192.0.2.0/24", [["192.0.2.10", "192.0.2.19"]]))
+
+    def node() -> str:
+        return str(claims(cp)["192-0-2-10-32"]["spec"].get("nodeName") or "")
+
+    def refuse(as_node: str) -> None:  # what that node's agent writes
+        cp.kubectl("patch", "ipclaim", "192-0-2-10-32", "--subresource=status",
+                   "--type=merge", "-p", json.dumps({"status": {
+                       "ready": False, "holder": None,
+                       "message": f"interface 'eth9' not found on this node ({as_node})"}}))
+
+    with scheduler(cp, tmp_path):
+        apply(cp, lb_service(unique, "web"))
+        wait_ingress(cp, unique, "web")
+        first = node()
+        refuse(first)
+        wait_for(lambda: node() not in ("", first), what="the claim moved off the refusing node")
+        second = node()
+        refuse(second)
+        wait_for(lambda: node() not in ("", second), what="moved off the second refusing node")
+        assert ingress(cp, unique, "web") == [{"ip": "192.0.2.10", "ipMode": "VIP"}]

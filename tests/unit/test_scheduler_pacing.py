@@ -9,6 +9,7 @@ from externalip.core.model import Claim, ClaimSpec
 from externalip.kube.informer import ADDED, DELETED, MODIFIED
 from externalip.scheduler import relevance
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.refusals import Refusals
 
 
 class Clock:
@@ -71,7 +72,9 @@ def test_only_changes_the_plan_reads_count() -> None:
     claims = relevance.Relevance(relevance.claim_digest)
     obj = CLAIM.to_object()
     assert claims.changed(ADDED, obj)
-    assert not claims.changed(MODIFIED, {**obj, "status": {"ready": True, "holder": "n1"}})
+    assert claims.changed(MODIFIED, {**obj, "status": {"ready": True, "holder": "n1"}})
+    assert not claims.changed(MODIFIED, {**obj, "status": {"ready": True, "holder": "n1",
+                                                           "since": "2026-01-01T00:00:00Z"}})
     assert claims.changed(MODIFIED, {**obj, "status": {"ready": False,
                                                        "message": "interface missing"}})
 
@@ -82,3 +85,28 @@ def test_only_changes_the_plan_reads_count() -> None:
     assert not services.changed(MODIFIED, {**svc, "metadata": {**svc["metadata"],
                                                                 "resourceVersion": "2"}})
     assert services.changed(MODIFIED, {**svc, "spec": {**svc["spec"], "ports": [{"port": 81}]}})
+
+
+def claim_obj(node: str, version: int, ready: bool = False, message: str = "") -> dict[str, Any]:
+    obj = Claim("c", ClaimSpec(cidr="192.0.2.10/32", node_name=node)).to_object()
+    obj["metadata"]["resourceVersion"] = str(version)
+    obj["status"] = {"ready": ready, "message": message} if message or ready else {}
+    return obj
+
+
+def test_refusals_are_blamed_on_the_node_that_wrote_them_and_expire() -> None:
+    clock = Clock()
+    refusals = Refusals(clock)
+    assert refusals.observe({"c": claim_obj("n1", 1)}) == {}
+    refused = refusals.observe({"c": claim_obj("n1", 2, message="no interface eth9")})
+    assert refused == {"192.0.2.10/32": frozenset({"n1"})}
+    # moved to n2: the status still says n1's refusal, which is not n2's
+    assert refusals.observe({"c": claim_obj("n2", 3, message="no interface eth9")}) == refused
+    # n2 refuses too (a later write), for twice as long
+    both = refusals.observe({"c": claim_obj("n2", 4, message="no interface eth9")})
+    assert both == {"192.0.2.10/32": frozenset({"n1", "n2"})}
+    clock.now += 5.1  # n1's 5 s are over, n2's 10 s are not
+    assert refusals.observe({"c": claim_obj("n2", 4, message="no interface eth9")}) == {
+        "192.0.2.10/32": frozenset({"n2"})}
+    clock.now += 5
+    assert refusals.observe({"c": claim_obj("n3", 5)}) == {}

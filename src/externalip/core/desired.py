@@ -51,6 +51,9 @@ class World:
     # the node: never allocated, never placed (another node announcing them
     # would steal the node's traffic).
     node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
+    # another node is eligible (scheduler.refusals keeps the memory)
+    refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -298,4 +301,5 @@ def _eligible(world: World, spec: ClaimSpec) -> set[str]:
              if s in world.services and world.services[s].local]
     for with_endpoint in local:  # externalTrafficPolicy: Local
         nodes &= with_endpoint
-    return nodes
+    # nodes that refused it, unless every node did (then it stays where it is)
+    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes

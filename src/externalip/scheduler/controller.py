@@ -36,6 +36,7 @@ from externalip.kube.resources import IpClaimPoolResource, IpClaimResource, IpNo
 from externalip.kube.times import now_rfc3339
 from externalip.scheduler import metrics, relevance, views
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer, remember
 
 _log = log.get(__name__)
@@ -84,6 +85,7 @@ class Scheduler:
             inf.add_handler(self._waker(relevance.Relevance(digest)))
         self.leases.add_handler(self._on_lease)
         self.backoff = Backoff()
+        self.refusals = Refusals()
         self._alive_at_pass: set[str] | None = None
         self._last_pass = -math.inf
         self.recorder = EventRecorder(client, "externalip-scheduler")
@@ -171,6 +173,7 @@ class Scheduler:
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
+            refused=self.refusals.observe(self.claims.store),
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)

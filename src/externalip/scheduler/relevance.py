@@ -20,10 +20,10 @@ Digest = Callable[[dict[str, Any]], object]
 
 
 def claim_digest(obj: dict[str, Any]) -> object:
-    """Spec, labels and whether the holder refused it (status is otherwise the agents')."""
+    """Spec, labels, and readiness with its message: a node refusing a claim
+    (scheduler.refusals) makes placement look again."""
     claim = Claim.from_object(obj)
-    refused = not claim.status.ready and bool(claim.status.message)
-    return claim.spec, dict(claim.labels), refused
+    return claim.spec, dict(claim.labels), claim.status.ready, claim.status.message
 
 
 def pool_digest(obj: dict[str, Any]) -> object:
