@@ -14,7 +14,7 @@ from externalip import __version__, log
 from externalip.agent.controller import Agent
 from externalip.health import serve
 from externalip.kube.client import connect
-from externalip.net.conflict import ConflictWatcher, own_macs
+from externalip.net.conflict import ConflictWatcher, OwnMacs
 from externalip.net.holder import AddressHolder, drive, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.programs.run import until_signal
@@ -30,7 +30,8 @@ async def run(opts: argparse.Namespace) -> int:
     holder = AddressHolder(Netlink(), opts.addr_lifetime)
     agent = Agent(opts, client, holder)
     await holder.adopt()
-    watcher = ConflictWatcher(agent.heard, own_macs)
+    macs = OwnMacs()
+    watcher = ConflictWatcher(agent.heard, macs)
     try:
         watcher.start()
     except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
@@ -38,8 +39,13 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
-    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(), holder.watch(agent.kick),
-            drive(agent.reconcile, agent.kick, period),
+    async def reconcile() -> None:
+        await agent.reconcile()
+        watcher.watch({want.interface.ip for want in holder.held})  # the kernel filter
+
+    jobs = [agent.claims.run(), agent.first_sync(), agent.heartbeat(),
+            holder.watch(agent.kick, macs.forget),
+            drive(reconcile, agent.kick, period),
             drive(agent.report, agent.report_kick, opts.resync)]
     if opts.garp_interval > 0:
         # Not while our Lease has lapsed: the scheduler may have moved our IPs,
