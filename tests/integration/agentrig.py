@@ -33,10 +33,10 @@ NAMESPACE = "externalip"
 
 class Rig:
     def __init__(self, cp: ControlPlane, kube: AsyncClient, prefix: str, logdir: Path,
-                 program: str = "agent") -> None:
+                 program: str = "agent", *, node_name: str = "") -> None:
         self.cp, self.kube, self.prefix, self.logdir = cp, kube, prefix, logdir
         self.program = program
-        self.node_name = f"{prefix}-node"
+        self.node_name = node_name or f"{prefix}-node"
         self.ns = NetnsSet(prefix)
         self.node = self.ns.namespace("node")
         self.client = self.ns.namespace("client")

@@ -90,6 +90,9 @@ async def test_claims_follow_assignment(rig: Rig, kube: AsyncClient) -> None:
     assert await until_true(inventory_has_it)
     node = await kube.get(IpNodeResource, rig.node_name)
     assert node["status"]["link"] == rig.dev and node["status"]["agentVersion"]
+    # the node's own addresses, for the scheduler never to allocate (issue 12, item 2);
+    # loopback and link-local ones are left out
+    assert node["status"]["nodeAddresses"] == ["192.0.2.10", "2001:db8::10"]
     lease = await kube.get(Lease, rig.node_name, namespace=NAMESPACE)
     assert lease.spec is not None and lease.spec.holderIdentity == rig.node_name
     first_renew = lease.spec.renewTime
@@ -311,3 +314,26 @@ async def test_unknown_link_reported_and_deleted_ipnode_recreated(rig: Rig,
     await rig.claim("ok", "192.0.2.141/32")
     # the first write after the deletion fails (404), the next pass recreates it
     assert await until_true(lambda: inventory(["192.0.2.141"]), 30)
+
+
+async def test_a_node_name_longer_than_a_label_value_works(
+        crds: ControlPlane, kube: AsyncClient, unique: str, tmp_path: Path) -> None:
+    """Issue 12, item 15: a valid 100-character Node name selects, holds and
+    reports its claims like any other."""
+    long_name = f"{unique}-" + "n" * 60 + ".example-of-a-long-domain.internal"
+    assert len(long_name) > 63
+    r = Rig(crds, kube, unique, tmp_path, node_name=long_name)
+    try:
+        r.start("--hb=1s")
+        mine = await r.claim("a", "192.0.2.50/32")
+        await eventually(lambda: "192.0.2.50" in r.addresses(), 30, "claim on the interface")
+
+        async def ready() -> bool:
+            s = await r.status(mine)
+            return bool(s.get("ready")) and s.get("holder") == long_name
+        assert await until_true(ready), await r.status(mine)
+        lease = await kube.get(Lease, long_name, namespace=NAMESPACE)
+        assert lease.spec is not None and lease.spec.holderIdentity == long_name
+        assert "400" not in r.log() and "must be no more than 63" not in r.log()
+    finally:
+        await r.close()

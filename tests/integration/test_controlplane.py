@@ -66,6 +66,20 @@ def test_seed_pool_example_applies_unchanged_and_reads_back(crds: ControlPlane) 
          "spec.ranges", "same IP family"),
         ("mixed-families-6in4", "  cidr: 2001:db8::/120\n  ranges: [[192.0.2.1, 192.0.2.5]]",
          "spec.ranges", "same IP family"),
+        # special networks (issue 12, item 6; docs/security.md)
+        *((f"special-{i}", f"  cidr: {cidr}", "spec.cidr", "special network")
+          for i, cidr in enumerate(["127.0.0.0/8", "::1/128", "0.0.0.0/8", "224.0.0.0/24",
+                                    "169.254.0.0/16", "240.0.0.0/4", "255.255.255.255/32",
+                                    "fe80::/64", "ff02::/16", "::/0", "0.0.0.0/0"])),
+        *((f"special-range-{i}", f"  cidr: {cidr}\n  ranges: [[{first}, {last}]]",
+           "spec.ranges[0]", "special address")
+          for i, (cidr, first, last) in enumerate([
+              ("128.0.0.0/1", "192.0.2.1", "224.0.0.1"),
+              ("128.0.0.0/1", "240.0.0.1", "240.0.0.9"),
+              ("0.0.0.0/1", "0.0.0.1", "0.0.0.9"),
+              ("0.0.0.0/1", "127.0.0.1", "127.0.0.9"),
+              ("128.0.0.0/1", "169.254.0.1", "169.254.0.2"),
+              ("fe00::/9", "'fe80::1'", "'fe80::2'")])),
     ],
 )
 def test_bad_pools_are_rejected_by_kubectl_apply(

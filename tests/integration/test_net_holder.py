@@ -241,3 +241,26 @@ async def test_an_address_kept_but_not_held_before_is_announced(net: Net) -> Non
                                  if f and str(f["sender_ip"]) == "192.0.2.60"])
         finally:
             await second.close()
+
+
+async def test_special_and_subnet_edge_addresses_never_reach_the_link(net: Net) -> None:
+    """The agent's last line (issue 12, item 6): claims or Services naming these
+    addresses are refused with a reason, and nothing is added or announced."""
+    bad = ["127.0.0.2/32", "0.1.2.3/32", "224.0.0.1/32", "239.1.2.3/32", "255.255.255.255/32",
+           "240.0.0.1/32", "169.254.0.1/32", "192.0.2.0/32", "192.0.2.255/32", "fe80::99/128",
+           "::1/128", "ff02::5/128", "2001:db8::/128"]
+    wants = [Want(IF(cidr), net.dev, (cidr,)) for cidr in bad]
+    with Capture(net.client, net.cdev) as cap, entered(net.node):
+        holder = AddressHolder(Netlink(), 30)
+        result = await holder.reconcile([*wants, Want(IF("192.0.2.50/32"), net.dev, ("ok",))])
+        assert set(result.problems) == set(bad)
+        assert all("refusing to hold" in why for why in result.problems.values())
+        assert [w.owners for w in result.held] == [("ok",)]
+        addresses = set(net.addresses())
+        assert not {cidr.split("/")[0] for cidr in bad} & addresses
+        assert "192.0.2.50" in addresses
+        # announcements for the good address only
+        await cap.until(lambda f: (x := parse_arp(f)) and str(x["sender_ip"]) == "192.0.2.50")
+        senders = {str(x["sender_ip"]) for f in cap.frames if (x := parse_arp(f))}
+        assert senders == {"192.0.2.50"}
+        await holder.reconcile([])

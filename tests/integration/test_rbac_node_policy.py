@@ -114,3 +114,53 @@ def test_tokens_without_a_node_are_not_restricted(policy: ControlPlane, unique: 
     """What the lab's hand-minted tokens are: RBAC alone applies (docs/security.md)."""
     ok, err = as_agent(policy, None, "create", "-f", "-", input=lease(f"{unique}-free"))
     assert ok, err
+
+
+def test_a_previous_holder_may_only_clear_a_claim_that_moved_away(policy: ControlPlane,
+                                                                  unique: str) -> None:
+    """Issue 12, item 13: node a held claim c3, which moved to b; a may clear its
+    status but not mark it ready or itself its holder."""
+    claim = f"{unique}-c3"
+    policy.apply(yaml.safe_dump({
+        "apiVersion": "ipcontroller.ext/v1", "kind": "IpClaim", "metadata": {"name": claim},
+        "spec": {"cidr": "198.19.0.3/32", "nodeName": f"{unique}-a"}}))
+
+    def write_status(status: dict[str, object]) -> tuple[bool, str]:
+        obj = json.loads(policy.kubectl("get", "ipclaim", claim, "-o", "json").stdout)
+        obj["status"] = status
+        return as_agent(policy, f"{unique}-a", "replace", "--raw",
+                        f"/apis/ipcontroller.ext/v1/ipclaims/{claim}/status", "-f", "-",
+                        input=json.dumps(obj))
+    try:
+        ok, err = write_status({"ready": True, "holder": f"{unique}-a"})
+        assert ok, err
+        policy.kubectl("patch", "ipclaim", claim, "--type=merge", "-p",
+                       json.dumps({"spec": {"nodeName": f"{unique}-b"}}))
+        ok, err = write_status({"ready": True, "holder": f"{unique}-a"})
+        assert not ok and "only clear it" in err
+        ok, err = write_status({"ready": False, "holder": f"{unique}-a"})
+        assert not ok and "only clear it" in err
+        ok, err = write_status({"ready": False, "message": "released"})
+        assert ok, err
+    finally:
+        policy.kubectl("delete", "ipclaim", claim, "--ignore-not-found")
+
+
+def test_an_agent_lease_may_not_last_forever(policy: ControlPlane, unique: str) -> None:
+    """Issue 12, item 13: leaseDurationSeconds 2^31-1 would keep a node alive forever."""
+    name = f"{unique}-long"
+    forever = yaml.safe_dump({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                              "metadata": {"name": name, "namespace": NS},
+                              "spec": {"holderIdentity": name,
+                                       "leaseDurationSeconds": 2**31 - 1}})
+    ok, err = as_agent(policy, name, "create", "-f", "-", input=forever)
+    assert not ok and "at most 60 seconds" in err
+    try:
+        ok, err = as_agent(policy, name, "create", "-f", "-", input=lease(name))
+        assert ok, err
+        obj = json.loads(policy.kubectl("get", "lease", name, "-n", NS, "-o", "json").stdout)
+        obj["spec"]["leaseDurationSeconds"] = 3600
+        ok, err = as_agent(policy, name, "replace", "-f", "-", input=json.dumps(obj))
+        assert not ok and "at most 60 seconds" in err
+    finally:
+        policy.kubectl("delete", "lease", name, "-n", NS, "--ignore-not-found")

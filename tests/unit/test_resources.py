@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 from externalip.core.model import (
     NODE_LABEL,
     Claim,
@@ -7,6 +9,7 @@ from externalip.core.model import (
     LabelSelector,
     Pool,
     PoolSpec,
+    node_label,
     role_label,
 )
 
@@ -52,5 +55,16 @@ def test_claim_labels_name_the_holder_and_the_standbys_by_role() -> None:
         "metadata"]["labels"]
     assert labels == {NODE_LABEL: "n1", role_label("n1"): "holder",
                       role_label("n2"): "standby-1", role_label("n3"): "standby-2"}
-    long = "n" * 200
-    assert len(role_label(long).split("/")[1]) <= 63 and role_label(long) != role_label("n")
+def test_long_node_names_get_a_valid_unique_label_value() -> None:
+    short = "node-1.example.org"
+    assert node_label(short) == short
+    names = ["a" * 63, "a" * 64, "a" * 253, "b" * 47 + "-" + "c" * 60, "x" * 45 + "..-y" * 40]
+    labels = [node_label(n) for n in names]
+    assert labels[0] == names[0]
+    assert len(set(labels)) == len(labels)
+    for value in labels:
+        assert len(value) <= 63
+        assert re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value), value
+    claim = Claim(name="c", spec=ClaimSpec(cidr="192.0.2.1/32", node_name="a" * 200))
+    assert claim.to_object()["metadata"]["labels"] == {
+        NODE_LABEL: node_label("a" * 200), role_label("a" * 200): "holder"}

@@ -30,7 +30,7 @@ from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.failover import Failover
-from externalip.core.addresses import IPAddress
+from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
 from externalip.core.holding import Want
@@ -82,6 +82,7 @@ class Agent:
         self._statuses = StatusLedger()
         self._problems: dict[str, str] = {}
         self._node_status: NodeStatus | None = None
+        self._own: tuple[IPInterface, ...] = ()  # the node's own addresses, for the IpNode
         self._ipnode_exists = False
         self.fenced = False
         self.fence = Fence()
@@ -132,6 +133,7 @@ class Agent:
             self.failover.held(result.held)
             if rearming:
                 self.failover.rearm()
+        self._own = result.plan.own
         # The API writes run in their own loop: the next address change must
         # not wait behind status writes of the previous one.
         self._report = (claims, result.held, {**invalid, **result.problems})
@@ -231,7 +233,7 @@ class Agent:
         self._statuses.keep(by_name)
 
     async def _write_node_status(self, held: tuple[Want, ...]) -> None:
-        status = node_status(self.opts.iface, held, __version__,
+        status = node_status(self.opts.iface, held, __version__, self._own,
                              self.failover.heard() if self.failover else ())
         if status == self._node_status:
             return

@@ -9,7 +9,16 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def parse_ip(text: str) -> IPAddress:
-    return ipaddress.ip_address(text.strip())
+    """An address as a Service may name it: no IPv6 zone (`fe80::1%eth0`).
+
+    Python's ipaddress accepts zones; the API server's validation of a claim's
+    cidr does not, and a zone means nothing on another node anyway.
+    """
+    ip = ipaddress.ip_address(text.strip())
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        raise ValueError(f"{text!r} carries an IPv6 zone (%{ip.scope_id}); name the address "
+                         "without it")
+    return ip
 
 
 def family(ip: IPAddress) -> str:

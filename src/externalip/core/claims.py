@@ -12,8 +12,10 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 
 from externalip.core import liveness
+from externalip.core.addresses import IPInterface
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
+from externalip.core.special import special
 
 
 def to_hold(
@@ -129,10 +131,14 @@ class StatusLedger:
 
 
 def node_status(link: str, held: Iterable[Want], version: str,
-                peers: Iterable[str] = ()) -> NodeStatus:
+                own: Iterable[IPInterface] = (), peers: Iterable[str] = ()) -> NodeStatus:
+    """The IpNode inventory: the addresses held for claims, the node's own
+    addresses (without loopback, link-local and other special ones), and the
+    peers whose heartbeats the agent hears."""
     return NodeStatus(
         link=link,
         addresses=tuple(sorted({str(w.interface.ip) for w in held})),
         agent_version=version,
         peers=tuple(sorted(peers)),
+        node_addresses=tuple(sorted({str(i.ip) for i in own if not special(i.ip)})),
     )

@@ -19,10 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from externalip.core import placement
-from externalip.core.addresses import IPAddress, claim_ip, claim_name, family, parse_ip
+from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
+from externalip.core.allocator import Allocator as _Allocator
+from externalip.core.allocator import Wanted as _Want
 from externalip.core.model import Claim, ClaimSpec, LabelSelector
 from externalip.core.pools import AddressPool
-from externalip.core.services import ServiceView
+from externalip.core.services import ServiceView, invalid_fields
 
 NORMAL, WARNING = "Normal", "Warning"
 
@@ -45,6 +47,13 @@ class World:
     mask4: int = 32
     mask6: int = 128
     policy: str = placement.FAIR
+    # Every node's own addresses (Node status.addresses, IpNode inventory) ->
+    # the node: never allocated, never placed (another node announcing them
+    # would steal the node's traffic).
+    node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
+    # another node is eligible (scheduler.refusals keeps the memory)
+    refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,101 +71,12 @@ class Plan:
                 + len(self.external_ips))
 
 
-@dataclass
-class _Want:
-    services: set[str] = field(default_factory=set)
-    pool: str = ""
-    sharing_key: str = ""
-
-
-class _Allocator:
-    """Allocation state of one pass: which address serves which Services."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.want: dict[IPAddress, _Want] = {}
-        self.by_ip: dict[IPAddress, Claim] = {}
-        # Service -> addresses a pool gave it (an index: scanning every claim
-        # per Service made each pass quadratic).
-        self.pooled: dict[str, list[IPAddress]] = defaultdict(list)
-        self._taken: dict[int, set[int]] = {}
-        # Where the last search in a pool ended: nothing is freed during a
-        # pass, so the next free address is never below it.
-        self.cursor: dict[str, int] = {}
-        for claim in world.claims.values():
-            try:
-                ip = claim_ip(claim.spec.cidr)
-            except ValueError:
-                continue
-            self.by_ip[ip] = claim
-            if claim.spec.pool:
-                for svc in claim.spec.services:
-                    self.pooled[svc].append(ip)
-
-    def taken(self, version: int) -> set[int]:
-        """Addresses of a family held by claims or by this pass (kept up to date)."""
-        if version not in self._taken:
-            self._taken[version] = {int(ip) for ip in (*self.by_ip, *self.want)
-                                    if ip.version == version}
-        return self._taken[version]
-
-    def owners(self, ip: IPAddress) -> set[str]:
-        """Services that hold ip in this pass, or held it before and still exist."""
-        owners = set(self.want[ip].services) if ip in self.want else set()
-        claim = self.by_ip.get(ip)
-        if claim is not None:
-            owners |= {s for s in claim.spec.services if s in self.world.services}
-        return owners
-
-    def can_share(self, ip: IPAddress, svc: ServiceView) -> bool:
-        others = self.owners(ip) - {svc.key}
-        if not others:
-            return True
-        if not svc.sharing_key:
-            return False
-        for key in others:
-            other = self.world.services[key]
-            if other.sharing_key != svc.sharing_key or other.ports & svc.ports:
-                return False
-        return True
-
-    def take(self, ip: IPAddress, svc: ServiceView, pool: str = "") -> None:
-        if ip.version in self._taken:
-            self._taken[ip.version].add(int(ip))
-        want = self.want.setdefault(ip, _Want())
-        want.services.add(svc.key)
-        want.pool = want.pool or pool
-        want.sharing_key = want.sharing_key or svc.sharing_key
-
-    def pools_for(self, svc: ServiceView, fam: str) -> list[AddressPool]:
-        out = []
-        for pool in self.world.pools:
-            if pool.family != fam:
-                continue
-            if svc.pool:
-                if pool.name == svc.pool:
-                    out.append(pool)
-                continue
-            if not pool.auto_assign:
-                continue
-            spec = pool.pool.spec
-            if spec.namespaces and svc.namespace not in spec.namespaces:
-                continue
-            if spec.service_selector and not spec.service_selector.matches(svc.labels):
-                continue
-            out.append(pool)
-        return out
-
-    def pool_of(self, ip: IPAddress, svc: ServiceView) -> AddressPool | None:
-        return next((p for p in self.pools_for(svc, family(ip)) if p.contains(ip)), None)
-
-
 def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
     """Addresses a pool gave this Service earlier (its claims name it and a pool)."""
     return sorted(alloc.pooled.get(svc.key, ()), key=lambda ip: (ip.version, int(ip)))
 
 
-def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
+def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAddress, ...]:
     """One address per family the Service asks for, for status.loadBalancer.ingress.
 
     Unlike the seed, a LoadBalancer address is NOT appended to spec.externalIPs:
@@ -164,33 +84,19 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, 
     would be a third write per Service and one the user's own apply would
     fight over (the spec is theirs, the status ours), and clusters that deny
     spec.externalIPs (the CVE-2020-8554 admission policy) could then not use
-    LoadBalancer Services at all.
+    LoadBalancer Services at all. The requested addresses were validated
+    before (services.invalid_fields).
     """
-    held = [ip for ip in _held(alloc, svc) if str(ip) not in svc.external_ips]
-    requested: dict[str, IPAddress] = {}
-    for text in svc.requested:
-        try:
-            wanted = parse_ip(text)
-        except ValueError:
-            plan.events.append(Event(svc.key, WARNING, "InvalidRequestedIP",
-                                     f"requested address {text!r} is not an IP address"))
-            return ()
-        requested[family(wanted)] = wanted
-    ingress: list[str] = []
+    held = [ip for ip in _held(alloc, svc)
+            if str(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
+    requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
+    out: list[IPAddress] = []
     for fam in svc.families:
-        ip: IPAddress | None = requested.get(fam)
+        ip = requested.get(fam)
         pool: AddressPool | None
         if ip is not None:
-            pool = alloc.pool_of(ip, svc)
+            pool = _requested_pool(alloc, svc, ip, plan)
             if pool is None:
-                plan.events.append(Event(svc.key, WARNING, "RequestedIPUnavailable",
-                                         f"{ip} is not in any pool this Service may use"))
-                continue
-            if not alloc.can_share(ip, svc):
-                others = ", ".join(sorted(alloc.owners(ip) - {svc.key}))
-                plan.events.append(Event(svc.key, WARNING, "SharingConflict",
-                                         f"{ip} is in use by {others} and cannot be shared "
-                                         "(different sharing key or overlapping ports)"))
                 continue
         else:
             ip = next((h for h in held if family(h) == fam), None)
@@ -199,28 +105,48 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, 
                 ip, pool = _fresh(alloc, svc, fam, plan)
                 if ip is None:
                     continue
-        assert ip is not None
         fresh = svc.key not in alloc.owners(ip)
         alloc.take(ip, svc, pool.name if pool else "")
         if fresh:
             plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
                                      f"allocated {ip} from pool {pool.name if pool else '?'}"))
-        ingress.append(str(ip))
-    return tuple(ingress)
+        out.append(ip)
+    return tuple(out)
+
+
+def _requested_pool(alloc: _Allocator, svc: ServiceView, ip: IPAddress,
+                    plan: Plan) -> AddressPool | None:
+    """The pool a requested address comes from, or None with a Warning why not."""
+    reason, message = alloc.refusal(ip, svc)
+    pool = alloc.pool_of(ip, svc) if not reason else None
+    if not reason and pool is None:
+        reason, message = "RequestedIPUnavailable", f"{ip} is not in any pool this Service may use"
+    if not reason and not alloc.can_share(ip, svc):
+        others = ", ".join(sorted(alloc.owners(ip) - {svc.key}))
+        reason, message = "SharingConflict", (f"{ip} is in use by {others} and cannot be "
+                                              "shared (different sharing key or overlapping ports)")
+    if reason:
+        plan.events.append(Event(svc.key, WARNING, reason, message))
+        return None
+    return pool
 
 
 def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
            plan: Plan) -> tuple[IPAddress | None, AddressPool | None]:
     pools = alloc.pools_for(svc, fam)
-    if svc.sharing_key:  # join an address already shared under this key
+    if svc.sharing_key:  # join an address already shared under this key...
         for ip, want in sorted(alloc.want.items(), key=lambda kv: (kv[0].version, int(kv[0]))):
-            if want.sharing_key == svc.sharing_key and family(ip) == fam \
-                    and alloc.can_share(ip, svc):
-                return ip, next((p for p in pools if p.contains(ip)), None)
+            if want.sharing_key != svc.sharing_key or family(ip) != fam \
+                    or not alloc.can_share(ip, svc):
+                continue
+            pool = alloc.pool_of(ip, svc)  # ...only if it could have been given it itself
+            if pool is not None:
+                return ip, pool
     if not pools:
         plan.events.append(Event(svc.key, WARNING, "NoPool",
                                  f"no {fam} pool can serve this Service"
-                                 + (f" (pool {svc.pool!r} not found or not {fam})"
+                                 + (f" (pool {svc.pool!r} not found, not {fam}, or it does "
+                                    "not serve this namespace or these labels)"
                                     if svc.pool else "")))
         return None, None
     for pool in pools:
@@ -236,18 +162,21 @@ def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
 
 
 def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
-    """The seed's external-ip=auto: one pool address appended to spec.externalIPs."""
-    held = _held(alloc, svc)
-    mine = [ip for ip in held if str(ip) in svc.external_ips]
-    if mine:
+    """The seed's external-ip=auto: one pool address appended to spec.externalIPs,
+    once the claim that reserves it exists (the pass after it was allocated)."""
+    held = [ip for ip in _held(alloc, svc) if not alloc.refusal(ip, svc)[0]]
+    if any(str(ip) in svc.external_ips for ip in held):
         return svc.external_ips
-    ip, pool = _fresh(alloc, svc, svc.families[0] if svc.families else "IPv4", plan)
-    if ip is None or pool is None:
-        return svc.external_ips
-    alloc.take(ip, svc, pool.name)
-    plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
-                             f"allocated {ip} from pool {pool.name} (external-ip=auto)"))
-    return (*svc.external_ips, str(ip))
+    if held:
+        ip = held[0]
+        alloc.take(ip, svc, alloc.by_ip[ip].spec.pool)
+        return (*svc.external_ips, str(ip))
+    fresh, pool = _fresh(alloc, svc, svc.families[0] if svc.families else "IPv4", plan)
+    if fresh is not None and pool is not None:
+        alloc.take(fresh, svc, pool.name)
+        plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
+                                 f"allocated {fresh} from pool {pool.name} (external-ip=auto)"))
+    return svc.external_ips
 
 
 def _released_auto(alloc: _Allocator, svc: ServiceView) -> tuple[str, ...]:
@@ -256,30 +185,56 @@ def _released_auto(alloc: _Allocator, svc: ServiceView) -> tuple[str, ...]:
     return tuple(ip for ip in svc.external_ips if ip not in ours)
 
 
+def _accepted(alloc: _Allocator, ip: IPAddress, svc: ServiceView) -> bool:
+    """The API server has accepted a claim of `ip` for this Service: only then
+    may its address be published (a rejected claim means nobody holds it)."""
+    claim = alloc.by_ip.get(ip)
+    return claim is not None and svc.key in claim.spec.services
+
+
+def _adopt(alloc: _Allocator, svc: ServiceView, out: Plan) -> None:
+    """Take the Service's spec.externalIPs (those it may use) before any allocation."""
+    external = svc.external_ips
+    if not svc.auto and not svc.load_balancer:
+        released = _released_auto(alloc, svc)
+        if released != external:
+            out.external_ips[svc.key] = released
+            external = released
+    for text in external:
+        try:
+            ext_ip = parse_ip(text)
+        except ValueError:
+            continue  # the API server validates spec.externalIPs
+        reason, message = alloc.refusal(ext_ip, svc)
+        if reason:
+            out.events.append(Event(svc.key, WARNING, reason, message))
+            continue
+        claim = alloc.by_ip.get(ext_ip)
+        alloc.take(ext_ip, svc, claim.spec.pool
+                   if claim and svc.key in claim.spec.services else "")
+
+
 def plan(world: World) -> Plan:
     out = Plan()
     alloc = _Allocator(world)
     ordered = sorted(world.services.values(), key=lambda s: (s.created, s.key))
+    valid = []
+    for svc in ordered:  # validate every input before allocating anything
+        problems = invalid_fields(svc)
+        if not problems:
+            valid.append(svc)
+            continue
+        out.events.append(Event(svc.key, WARNING, "InvalidService", "; ".join(problems)))
+        if svc.load_balancer and svc.ingress:
+            out.ingress[svc.key] = ()
     # Adopt before allocating: every Service's spec.externalIPs and existing
     # pool addresses are taken first, so new Services only get what is free.
-    for svc in ordered:
-        external = svc.external_ips
-        if not svc.auto and not svc.load_balancer:
-            released = _released_auto(alloc, svc)
-            if released != external:
-                out.external_ips[svc.key] = released
-                external = released
-        for text in external:
-            try:
-                ext_ip = parse_ip(text)
-            except ValueError:
-                continue  # the API server validates spec.externalIPs
-            claim = alloc.by_ip.get(ext_ip)
-            alloc.take(ext_ip, svc, claim.spec.pool
-                       if claim and svc.key in claim.spec.services else "")
-    for svc in ordered:
+    for svc in valid:
+        _adopt(alloc, svc, out)
+    for svc in valid:
         if svc.load_balancer:
-            ingress = _allocate_lb(alloc, svc, out)
+            ingress = tuple(str(ip) for ip in _allocate_lb(alloc, svc, out)
+                            if _accepted(alloc, ip, svc))
             if ingress != svc.ingress:
                 out.ingress[svc.key] = ingress
         elif svc.auto:
@@ -364,4 +319,5 @@ def _eligible(world: World, spec: ClaimSpec) -> set[str]:
              if s in world.services and world.services[s].local]
     for with_endpoint in local:  # externalTrafficPolicy: Local
         nodes &= with_endpoint
-    return nodes
+    # nodes that refused it, unless every node did (then it stays where it is)
+    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes

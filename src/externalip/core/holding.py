@@ -7,7 +7,10 @@ The safety rules live here, where they can be tested exhaustively:
 - only addresses carrying our mark (`Have.ours`) are ever removed or refreshed;
 - a want whose IP the node already has as its own, on any link, is refused
   (we neither take it over nor add a duplicate);
-- one IP is held once: a second want for the same IP is refused.
+- one IP is held once: a second want for the same IP is refused;
+- special addresses (loopback, multicast, link-local, ...; core.special) and
+  the network and broadcast addresses of the node's own subnets are refused:
+  this is the last line of defence, whatever the claims or Services say.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from externalip.core.addresses import IPInterface
+from externalip.core.special import special, subnet_edge
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Plan:
     remove: tuple[Have, ...] = ()
     # owner -> reason, for wants we will not hold
     refused: dict[str, str] = field(default_factory=dict)
+    # The node's own addresses (not ours), which the IpNode inventory reports
+    # so that no scheduler ever gives them to a Service.
+    own: tuple[IPInterface, ...] = ()
 
     @property
     def held(self) -> tuple[Want, ...]:
@@ -53,6 +60,7 @@ class Plan:
 
 def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -> Plan:
     haves = list(haves)
+    own_subnets = [h.interface for h in haves if not h.ours]
     foreign: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, Have] = {}
     ours: dict[tuple[str, IPInterface], Have] = {}
     for have in haves:
@@ -69,8 +77,10 @@ def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -
     # and in every run.
     for want in sorted(wants, key=lambda w: (w.owners, str(w.interface), w.link)):
         ip = want.interface.ip
-        reason = ""
-        if ip in taken:
+        reason = special(ip) or subnet_edge(ip, own_subnets)
+        if reason:
+            reason = f"refusing to hold {reason}"
+        elif ip in taken:
             reason = f"{ip} is already held here for {', '.join(taken[ip].owners)}"
         elif ip in foreign:
             reason = (
@@ -93,4 +103,5 @@ def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -
     remove = tuple(
         h for key, h in sorted(ours.items(), key=lambda kv: str(kv[0])) if key not in wanted
     )
-    return Plan(add=tuple(add), keep=tuple(keep), remove=remove, refused=refused)
+    return Plan(add=tuple(add), keep=tuple(keep), remove=remove, refused=refused,
+                own=tuple(own_subnets))

@@ -27,6 +27,23 @@ ROLE_LABEL_PREFIX = "node.ipcontroller.ext/"
 HOLDER = "holder"
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
+LABEL_VALUE_MAX = 63
+
+
+def node_label(node: str) -> str:
+    """The `ipnode` label value that selects a node's claims.
+
+    Node names may be 253 characters long, label values only 63: a longer
+    name becomes its first characters and a hash of the whole, still unique
+    in practice and still readable. The scheduler writes it, the agent's
+    informer selects by it; both call this one function. (The agent also
+    checks spec.nodeName, so even a hash collision could not make it hold a
+    claim of another node.)
+    """
+    if len(node) <= LABEL_VALUE_MAX:
+        return node
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return f"{node[:LABEL_VALUE_MAX - 17].rstrip('-.')}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -270,6 +287,8 @@ class NodeStatus:
     # Peers whose heartbeats this agent hears on the segment: the scheduler's
     # slow backstop does not declare a node dead while live peers hear it.
     peers: tuple[str, ...] = ()
+    # The node's own addresses: never given to a Service (core.tenancy).
+    node_addresses: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> NodeStatus:
@@ -279,6 +298,7 @@ class NodeStatus:
             addresses=tuple(sorted(d.get("addresses") or ())),
             agent_version=str(d.get("agentVersion") or ""),
             peers=tuple(sorted(d.get("peers") or ())),
+            node_addresses=tuple(sorted(d.get("nodeAddresses") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,6 +307,7 @@ class NodeStatus:
             "addresses": list(self.addresses),
             "agentVersion": self.agent_version,
             "peers": list(self.peers),
+            "nodeAddresses": list(self.node_addresses),
         }
 
 
@@ -305,13 +326,12 @@ def claim_labels(spec: ClaimSpec) -> dict[str, str]:
     labels = {role_label(node): f"standby-{rank}"
               for rank, node in enumerate(spec.standbys, start=1)}
     if spec.node_name:
-        labels[NODE_LABEL] = spec.node_name
+        labels[NODE_LABEL] = node_label(spec.node_name)
         labels[role_label(spec.node_name)] = HOLDER
     return labels
 
 
 def role_label(node: str) -> str:
-    """The label key of `node`'s role in a claim. A label name holds at most 63
-    characters; longer node names are replaced by a digest of themselves."""
-    name = node if len(node) <= 63 else "h-" + hashlib.sha256(node.encode()).hexdigest()[:40]
-    return ROLE_LABEL_PREFIX + name
+    """The label key of `node`'s role in a claim (its name part has the limits
+    of a label value: `node_label` shortens long node names)."""
+    return ROLE_LABEL_PREFIX + node_label(node)

@@ -2,7 +2,9 @@
 
 Ranges are inclusive; several ranges exclude the gaps between them; a pool
 without ranges offers its whole network but the network address (the seed's
-rule). IPv6 pools can be astronomically large, so nothing here ever lists a
+rule). Special addresses (core.special: loopback, multicast, link-local,
+reserved, ...) are cut out of every pool, whatever its spec says. IPv6 pools
+can be astronomically large, so nothing here ever lists a
 pool: sizes are arithmetic and the search for a free address skips only the
 used ones.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from externalip.core.addresses import IPAddress
 from externalip.core.model import Pool
+from externalip.core.special import special_ranges
 
 MAX_REPORTED = 2**63 - 1  # status fields are int64
 
@@ -77,6 +80,25 @@ def _buggy_inside(first: int, last: int) -> int:
     return upto(last) - upto(first - 1)
 
 
+def _without(ranges: list[tuple[int, int]],
+             holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted disjoint inclusive `ranges` minus sorted inclusive `holes`."""
+    out: list[tuple[int, int]] = []
+    for range_first, last in ranges:
+        start = range_first
+        for hole_first, hole_last in holes:
+            if hole_last < start or hole_first > last:
+                continue
+            if hole_first > start:
+                out.append((start, hole_first - 1))
+            start = hole_last + 1
+            if start > last:
+                break
+        if start <= last:
+            out.append((start, last))
+    return out
+
+
 class PoolError(ValueError):
     """A pool that cannot be used; the message is for the user (condition, Event)."""
 
@@ -108,10 +130,14 @@ def build(pool: Pool) -> AddressPool:
     else:
         start = int(network.network_address) + (1 if network.num_addresses > 1 else 0)
         ranges.append((start, int(network.broadcast_address)))
+    usable = _without(ranges, special_ranges(network.version))
+    if not usable:
+        raise PoolError(f"pool {pool.name!r} has no usable address: every address in it is "
+                        "special (loopback, multicast, link-local, reserved, ...)")
     return AddressPool(
         name=pool.name,
         version=network.version,
-        ranges=tuple(ranges),
+        ranges=tuple(usable),
         avoid_buggy_ips=pool.spec.avoid_buggy_ips,
         auto_assign=pool.spec.auto_assign,
         pool=pool,

@@ -16,12 +16,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from externalip.core.addresses import family, parse_ip
+
 AUTO_ANNOTATION = "external-ip"
 POOL_ANNOTATION = "externalip.io/pool"
 IPS_ANNOTATION = "externalip.io/ips"
 SHARING_ANNOTATION = "externalip.io/sharing-key"
 
 Port = tuple[str, int]  # (protocol, port)
+
+# The IpClaim CRD's limits on what a Service's annotations end up in
+# (spec.sharingKey, spec.pool): longer values would make every claim write fail.
+SHARING_KEY_MAX = 253
+POOL_NAME_MAX = 253
 
 
 @dataclass(frozen=True)
@@ -45,3 +52,28 @@ class ServiceView:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+def invalid_fields(svc: ServiceView) -> list[str]:
+    """What is wrong with the Service's annotations, for its Warning Event.
+
+    Checked before anything is allocated: a value the API server would refuse
+    in a claim must stop the Service here, with a clear message, rather than
+    as a write that fails forever.
+    """
+    problems = []
+    if len(svc.sharing_key) > SHARING_KEY_MAX:
+        problems.append(f"annotation {SHARING_ANNOTATION} is {len(svc.sharing_key)} characters "
+                        f"long; at most {SHARING_KEY_MAX} are allowed")
+    if len(svc.pool) > POOL_NAME_MAX:
+        problems.append(f"annotation {POOL_ANNOTATION} is {len(svc.pool)} characters long; "
+                        f"at most {POOL_NAME_MAX} are allowed")
+    families: list[str] = []
+    for text in svc.requested:
+        try:
+            families.append(family(parse_ip(text)))
+        except ValueError as exc:
+            problems.append(f"annotation {IPS_ANNOTATION}: {exc}")
+    if len(families) != len(set(families)):
+        problems.append(f"annotation {IPS_ANNOTATION} names more than one address of a family")
+    return problems

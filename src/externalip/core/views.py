@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from externalip.core.addresses import IPAddress, parse_ip
 from externalip.core.services import (
     AUTO_ANNOTATION,
     IPS_ANNOTATION,
@@ -80,3 +81,23 @@ def endpoint_nodes(slices: Mapping[str, Mapping[str, Any]]) -> dict[str, frozens
             if (ep.get("conditions") or {}).get("ready", True) is not False and ep.get("nodeName"):
                 nodes.add(ep["nodeName"])
     return {k: frozenset(v) for k, v in out.items()}
+
+
+def node_addresses(nodes: Mapping[str, Mapping[str, Any]],
+                   ipnodes: Mapping[str, Mapping[str, Any]]) -> dict[IPAddress, str]:
+    """Every node's own address -> the node: Node status.addresses (what the
+    kubelet reports) and the IpNode inventory (what the agent sees on the
+    node's links). Neither may ever become a Service address."""
+    out: dict[IPAddress, str] = {}
+    reported = [(name, [a.get("address", "") for a in
+                        (obj.get("status") or {}).get("addresses") or ()])
+                for name, obj in nodes.items()]
+    reported += [(name, list((obj.get("status") or {}).get("nodeAddresses") or ()))
+                 for name, obj in ipnodes.items()]
+    for name, texts in reported:
+        for text in texts:
+            try:
+                out.setdefault(parse_ip(str(text)), name)
+            except ValueError:
+                continue  # Hostname and InternalDNS entries are names, not addresses
+    return out

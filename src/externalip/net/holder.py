@@ -177,13 +177,15 @@ class AddressHolder:
         self._adopted = len(ours)
         return self._adopted
 
-    async def watch(self, kick: asyncio.Event) -> None:
-        """Kick a reconcile on netlink changes that may need one, forever."""
+    async def watch(self, kick: asyncio.Event, on_link: Callable[[], None] = lambda: None) -> None:
+        """Kick a reconcile on netlink changes that may need one, forever;
+        `on_link` hears link events too (caches of link data drop them)."""
         while True:
             try:
                 async for event in self.netlink.events():
                     if event.kind == "link":
                         self.netlink.forget_links()
+                        on_link()
                         kick.set()
                     elif event.kind == "addr-removed" and event.ours:
                         kick.set()  # removed by hand or expired: put it back

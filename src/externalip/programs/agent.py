@@ -17,7 +17,7 @@ from externalip.core.liveness import Timing
 from externalip.health import serve
 from externalip.kube.api import Api
 from externalip.loops import drive
-from externalip.net.conflict import ConflictWatcher, own_macs
+from externalip.net.conflict import ConflictWatcher, OwnMacs
 from externalip.net.heartbeat import Heartbeats
 from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
@@ -36,7 +36,8 @@ async def run(opts: argparse.Namespace) -> int:
     failover, heartbeats = _failover(opts)
     agent = Agent(opts, api, holder, failover)
     await holder.adopt()
-    watcher = ConflictWatcher(agent.heard, own_macs)
+    macs = OwnMacs()
+    watcher = ConflictWatcher(agent.heard, macs)
     try:
         watcher.start()
     except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
@@ -44,9 +45,13 @@ async def run(opts: argparse.Namespace) -> int:
                      "keeps its addresses until it reconnects", error=str(exc))
     server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
+    async def reconcile() -> None:
+        await agent.reconcile()
+        watcher.watch({want.interface.ip for want in holder.held})  # the kernel filter
+
     jobs = [agent.claims.run(), agent.first_sync(),
-            agent.lease.run(opts.hb, agent.after_beat), holder.watch(agent.kick),
-            drive(agent.reconcile, agent.kick, period, loop="agent-reconcile"),
+            agent.lease.run(opts.hb, agent.after_beat), holder.watch(agent.kick, macs.forget),
+            drive(reconcile, agent.kick, period, loop="agent-reconcile"),
             drive(agent.report, agent.report_kick, opts.resync, loop="agent-report")]
     if opts.garp_interval > 0:
         # Not while our Lease has lapsed: the scheduler may have moved our IPs,

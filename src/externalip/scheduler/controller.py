@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from externalip import log
-from externalip.core import desired, liveness, views
+from externalip.core import desired, liveness, notices, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
 from externalip.core.pools import AddressPool, PoolError, build, usage
@@ -36,10 +38,16 @@ from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics
+from externalip.scheduler import metrics, relevance
+from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
 _log = log.get(__name__)
+
+# A full pass this often even when nothing seems to change: a safety net for
+# anything an event filter could miss. Everything else wakes a pass itself.
+FULL_PASS_EVERY = 300.0
 
 
 @dataclass(frozen=True)
@@ -69,20 +77,43 @@ class Scheduler:
                           self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
         self._wake = asyncio.Event()
-        for inf in self.informers:
-            inf.add_handler(lambda kind, obj: self._wake.set())
+        # Only events that change what the plan reads wake a pass (relevance.py).
+        for inf, digest in ((self.services, relevance.service_digest(opts.lb_class,
+                                                                      opts.default_class)),
+                            (self.claims, relevance.claim_digest),
+                            (self.pools, relevance.pool_digest),
+                            (self.nodes, relevance.node_digest),
+                            (self.slices, relevance.slice_digest),
+                            (self.ipnodes, relevance.ipnode_digest)):
+            inf.add_handler(self._waker(relevance.Relevance(digest)))
         self.leases.add_handler(self._on_lease)
+        self.backoff = Backoff()
+        self.refusals = Refusals()
+        self._alive_at_pass: set[str] | None = None
+        self._last_pass = -math.inf
+        self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
         self.recorder = EventRecorder(api, "externalip-scheduler")
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
                              pools=self.pools.store, may_write=is_leader)
         self._last_events: set[desired.Event] = set()
-        self._retry_in = 0.0
+
+    def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
+        def handle(kind: str, obj: dict[str, Any]) -> None:
+            if seen.changed(kind, obj):
+                self._wake.set()
+        return handle
 
     def _on_lease(self, kind: str, obj: dict[str, Any]) -> None:
+        """A renewal of a live agent changes nothing; a Lease that appears,
+        goes, or comes back from expiry does. Expiries are timed by the loop."""
+        name = obj["metadata"]["name"]
+        was = self.tracker.alive(name, self.leases.connected_since)
         if kind == DELETED:
-            self.tracker.forget(obj["metadata"]["name"])
+            self.tracker.forget(name)
         else:
             self.tracker.observe(obj)
+        if self.tracker.alive(name, self.leases.connected_since) != was:
+            self._wake.set()
 
     @property
     def synced(self) -> bool:
@@ -111,17 +142,34 @@ class Scheduler:
             expiry = self.tracker.next_expiry(self.leases.connected_since)
             if expiry is not None:
                 timeout = min(timeout, expiry + 0.01)
+            retry = self.backoff.next_due()
+            if retry is not None:
+                timeout = min(timeout, retry + 0.01)
             if self._retry_in:
                 timeout = min(timeout, self._retry_in)
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                woken = await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             if not self._is_leader():
+                self._last_pass = -math.inf  # a new leader starts with a full pass
+                continue
+            if not woken and not self._pass_due():
                 continue
             await asyncio.sleep(0.02)  # let a burst of events land in the caches first
             self._wake.clear()
-            if not await guarded(self.reconcile, "scheduler"):
+            if await guarded(self.reconcile, "scheduler"):
+                self._retry_in = 0.0
+            else:  # the whole pass failed: try again, later each time
                 self._retry_in = min(30.0, max(0.5, self._retry_in * 2))
+                self._last_pass = -math.inf
+
+    def _pass_due(self) -> bool:
+        """After a quiet wait, a pass is due only if a node's liveness changed, a
+        held-back write may be retried, or the periodic full pass is due."""
+        return (set(self._eligible_nodes()) != self._alive_at_pass
+                or self.backoff.next_due() == 0.0
+                or time.monotonic() - self._last_pass >= FULL_PASS_EVERY)
 
     async def reconcile(self) -> desired.Plan:
         metrics.PASSES.inc()
@@ -134,11 +182,16 @@ class Scheduler:
             nodes=self._eligible_nodes(),
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
+            node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
+            refused=self.refusals.observe(self.claims.store),
         )
+        self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
-        failed = await self.writer.apply(plan) if plan.writes else 0
-        self._retry_in = 0.0 if not failed else min(30.0, max(0.5, self._retry_in * 2))
-        await self._emit(plan.events)
+        todo = self.backoff.hold_back(plan)  # objects whose writes failed wait their turn
+        if todo.writes:
+            await self.writer.apply(todo)
+        self.backoff.record(todo, plan, self.claims.store, self.services.store)
+        await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
         self._metrics(world)
         return plan
@@ -235,10 +288,14 @@ def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
                                                              "resourceVersion", "uid")},
             "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
             "status": {"conditions": [c for c in status.get("conditions") or ()
-                                      if c.get("type") == "Ready"]}}
+                                      if c.get("type") == "Ready"],
+                       "addresses": status.get("addresses") or []}}
 
 
 def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
-    """Only the peers an agent hears: the inventory of addresses is not needed here."""
+    """What the plan reads of an agent's IpNode: the node's own addresses (never
+    allocated) and the peers it hears (the backstop's liveness)."""
+    status = obj.get("status") or {}
     return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
-            "status": {"peers": (obj.get("status") or {}).get("peers") or []}}
+            "status": {"peers": status.get("peers") or [],
+                       "nodeAddresses": status.get("nodeAddresses") or []}}
