@@ -196,3 +196,14 @@ def test_load_balancer_class_decides_which_services_are_ours() -> None:
     assert waiting() == {"ns/classless"}  # the default class only
     assert waiting(lb_class="example.com/mine") == {"ns/mine", "ns/classless"}
     assert waiting(lb_class="example.com/mine", default_class=False) == {"ns/mine"}
+
+
+def test_claims_show_their_standbys() -> None:
+    standing = claim("192.0.2.10", "a", True, services=("web/ok",))
+    standing["spec"]["standbys"] = ["b", "c"]
+    report = status.build(pools=[pool("p", cidr="192.0.2.0/24")], claims=[standing],
+                          nodes=[], leases=[lease("a", 1)],
+                          services=[service("web", "ok", "LoadBalancer", ingress=("192.0.2.10",))],
+                          events=[], now=NOW)
+    assert "192.0.2.10/32   a      true    b,c" in render_table(report)
+    assert json.loads(render_json(report))["claims"][0]["standbys"] == ["b", "c"]

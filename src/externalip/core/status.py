@@ -62,6 +62,7 @@ class ClaimRow:
     node: str
     ready: bool
     services: tuple[str, ...]
+    standbys: tuple[str, ...] = ()  # who takes it over, in order, if the node dies
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,8 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
     return Report(
         pools=pool_table,
         nodes=node_table,
-        claims=[ClaimRow(c.name, c.spec.cidr, c.spec.node_name, c.status.ready, c.spec.services)
-                for c in sorted(typed_claims, key=lambda c: c.name)],
+        claims=[ClaimRow(c.name, c.spec.cidr, c.spec.node_name, c.status.ready, c.spec.services,
+                         c.spec.standbys) for c in sorted(typed_claims, key=lambda c: c.name)],
         waiting=waiting_services(services, views, ctx),
         leader=leader,
     )

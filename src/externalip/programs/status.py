@@ -65,6 +65,14 @@ def render_table(report: Report) -> str:
                           str(n.claims), str(n.ready)] for n in report.nodes])
     else:
         lines.append("(none: no agent has registered)")
+    lines += ["", "CLAIMS"]
+    if report.claims:
+        lines += _table(["IP", "NODE", "READY", "STANDBYS", "SERVICES"],
+                        [[c.cidr, c.node or "(unassigned)", str(c.ready).lower(),
+                          ",".join(c.standbys) or "-", ",".join(c.services)]
+                         for c in report.claims])
+    else:
+        lines.append("(none)")
     leader = report.leader
     lines += ["", "SCHEDULER LEADER: " + (
         "none" if leader is None else
