@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from externalip.core import views
 from externalip.core.model import Claim
 from externalip.kube.informer import ADDED, DELETED
-from externalip.core import views
 
 Digest = Callable[[dict[str, Any]], object]
 
