@@ -200,3 +200,42 @@ def test_a_wrong_heartbeat_key_raises_an_alarm_and_moves_nothing(healthy: Lab,
             time.sleep(0.2)
         assert claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"] == before
         lab.stop_agent(node)  # the healthy fixture starts it again with the lab's key
+
+
+@contextmanager
+def dropping(lab: Lab, node: str, rule: str) -> Iterator[None]:
+    """An nftables rule in the node's namespace that drops some heartbeats it receives."""
+    netns = lab.topology.node_ns(node)
+    table = "inet externalip_e2e_loss"
+    script = (f"add table {table}\n"
+              f"add chain {table} input {{ type filter hook input priority -10; }}\n"
+              f"add rule {table} input udp dport 7473 {rule} drop\n")
+    subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script, text=True,
+                   check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "exec", netns, "nft", "delete", "table", table],
+                       check=False)
+
+
+@pytest.mark.parametrize("loss", ["lossy-link", "cut-from-one-peer"])
+def test_lossy_links_and_partial_partitions_move_nothing(healthy: Lab, loss: str) -> None:
+    """A third of the heartbeats lost at one node, or one node deaf to one of its
+    peers: the majority of observers still hears everyone, so nothing moves,
+    and one MAC answers for the address the whole time."""
+    lab = healthy
+    with held_service(lab, f"loss-{loss}") as (ip, node):
+        before = {n: c["spec"].get("nodeName") for n, c in claims(lab).items()}
+        observer = next(n for n in lab.node_names if n != node)
+        if loss == "lossy-link":
+            rule = "numgen random mod 100 < 33"
+        else:
+            rule = f"ip saddr {node_addresses(lab.node_names.index(node) + 1)[0]}"
+        with dropping(lab, observer, rule):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                assert lab.client_get(ip, timeout=1.0) == node
+                time.sleep(0.2)
+            assert arp_responders(lab, ip, 1.0) == {mac_of(lab, node)}
+        assert {n: c["spec"].get("nodeName") for n, c in claims(lab).items()} == before

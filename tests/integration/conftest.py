@@ -12,15 +12,17 @@ from tests.integration.scheduler_harness import FakeAgents
 
 @pytest.fixture
 def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
-    """No pools or claims left by earlier tests (they are cluster-scoped), and a
-    namespace of this test's own; everything it made is removed afterwards."""
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
-    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
+    """No pools, claims or IpNodes left by earlier tests (they are cluster-scoped:
+    an agent's IpNode lists its node's own addresses, which are never
+    allocated), and a namespace of this test's own; everything it made is
+    removed afterwards."""
+    for kind in ("ipclaimpools", "ipclaims", "ipnodes"):
+        crds.kubectl("delete", kind, "--all", "--wait=false")
     crds.ensure_namespace(unique)
     yield crds
     crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
-    crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
-    crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
+    for kind in ("ipclaims", "ipclaimpools", "ipnodes"):
+        crds.kubectl("delete", kind, "--all", "--wait=false")
 
 
 @pytest.fixture

@@ -78,8 +78,13 @@ def test_removing_external_ips_is_always_allowed(guarded: tuple[ControlPlane, st
 def test_the_scheduler_may_write_allocated_addresses(
         guarded: tuple[ControlPlane, str, str]) -> None:
     cp, _, closed_ns = guarded
-    # system:masters only gets past RBAC for this create; the policy sees the user name
-    ok, err = apply(cp, service(closed_ns, "allocated", ["198.19.1.20"]),
-                    "--as=system:serviceaccount:externalip:externalip-scheduler",
-                    "--as-group=system:masters")
+    # the user creates the Service; the scheduler adds the address it allocated
+    # (external-ip=auto), as it does in production: a patch of spec.externalIPs
+    ok, err = apply(cp, service(closed_ns, "allocated", []))
     assert ok, err
+    # system:masters only gets past RBAC for this patch; the policy sees the user name
+    result = cp.kubectl("--as=system:serviceaccount:externalip:externalip-scheduler",
+                        "--as-group=system:masters", "patch", "service", "allocated",
+                        "-n", closed_ns, "--type=merge",
+                        "-p", '{"spec": {"externalIPs": ["198.19.1.20"]}}', check=False)
+    assert result.returncode == 0, result.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from externalip.core.claims import StatusLedger, node_status, wants_from_claims
+from dataclasses import replace
+
+from externalip.core.claims import StatusLedger, node_status, to_hold, wants_from_claims
+from externalip.core.liveness import Evidence, Peer, Timing
 from externalip.core.model import Claim, ClaimSpec, ClaimStatus
 
 
@@ -48,3 +51,41 @@ def test_node_status_lists_ips_sorted() -> None:
                                  "n1", "eth0")
     s = node_status("eth0", wants, "0.1.0")
     assert s.addresses == ("192.0.2.10", "192.0.2.9") and s.link == "eth0"
+
+
+def _evidence(me: str, alive: dict[str, set[str]], dead: tuple[str, ...] = ()) -> Evidence:
+    peers = {n: Peer(age=0.05, hears=frozenset(h)) for n, h in alive.items()}
+    peers.update({n: Peer(age=5.0) for n in dead})
+    return Evidence(me=me, peers=peers, members=frozenset({me, *alive, *dead}))
+
+
+def test_who_holds_after_takeovers_and_moves() -> None:
+    t = Timing()
+    base = ClaimSpec(cidr="192.0.2.5/32", node_name="n1", standbys=("n2", "n3"))
+    # n1 is down: its first standby n2 takes over, n3 does not
+    ev2 = _evidence("n2", {"n3": {"n2"}}, dead=("n1",))
+    held, taken = to_hold([Claim("a", base)], "n2", ev2, t, {})
+    assert [c.name for c in held] == ["a"] and taken == {"a": "n1"}
+    ev3 = _evidence("n3", {"n2": {"n3"}}, dead=("n1",))
+    assert to_hold([Claim("a", base)], "n3", ev3, t, {})[0] == []
+    # n1 comes back before the scheduler recorded n2's takeover: n2 keeps it
+    status = ClaimStatus(ready=True, holder="n2", term=1, taken_from="n1")
+    ev1 = _evidence("n1", {"n2": {"n1"}, "n3": {"n1"}})
+    assert to_hold([Claim("a", base, status)], "n1", ev1, t, {})[0] == []
+    # a move by the scheduler is not a takeover: the new node holds at once
+    moved = replace(base, node_name="n3", standbys=("n2",))
+    stale = ClaimStatus(ready=True, holder="n1")
+    assert [c.name for c in to_hold([Claim("a", moved, stale)], "n3", ev3, t, {})[0]] == ["a"]
+    # the scheduler reassigned a taken-over claim elsewhere: the taker lets go
+    assert to_hold([Claim("a", moved, status)], "n2", ev2, t, {"a": "n1"}) == ([], {})
+
+
+def test_a_takeover_raises_the_term_and_names_where_it_came_from() -> None:
+    spec = ClaimSpec(cidr="192.0.2.5/32", node_name="n1")
+    old = ClaimStatus(ready=True, holder="n1", since="t0", term=2)
+    (status,) = StatusLedger().due([Claim("a", spec, old)], "n2", held={"a"}, problems={},
+                                   now="t1").values()
+    assert status == ClaimStatus(ready=True, holder="n2", since="t1", term=3, taken_from="n1")
+    # the old holder, back, says nothing over the new holder's status
+    taken = Claim("a", spec, status)
+    assert StatusLedger().due([taken], "n1", held=set(), problems={}, now="t2") == {}

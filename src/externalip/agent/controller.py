@@ -55,6 +55,7 @@ def _status_patch(status: ClaimStatus) -> dict[str, Any]:
             "since": status.since or None,
             "message": status.message[:MESSAGE_MAX] or None,
             "term": status.term or None,
+            "takenFrom": status.taken_from or None,
         }
     }
 

@@ -32,10 +32,10 @@ def to_hold(
     for claim in claims:
         assigned, holder = claim.spec.node_name, claim.status.holder
         if assigned == node:
-            # Another node took it over while we were away and the scheduler
-            # has not recorded that yet: it is theirs while they are alive.
-            peer = evidence.peers.get(holder)
-            if holder and holder != node and peer is not None and peer.age <= timing.detect:
+            # Another node took it over from us and the scheduler has not
+            # recorded that yet: it is theirs while they are not down.
+            taken_from_us = holder not in ("", node) and claim.status.taken_from == node
+            if taken_from_us and not liveness.is_down(evidence, timing, holder):
                 continue
             hold.append(claim)
         elif assigned and (taken.get(claim.name) == assigned or liveness.takes_over(
@@ -81,10 +81,12 @@ def desired_status(
     """
     old = claim.status
     if held:
-        if old.ready and old.holder == node and old.since:
-            return ClaimStatus(ready=True, holder=node, since=old.since, term=old.term)
         taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
-        return ClaimStatus(ready=True, holder=node, since=now,
+        taken_from = claim.spec.node_name if taken else ""
+        if old.ready and old.holder == node and old.since and old.taken_from == taken_from:
+            return ClaimStatus(ready=True, holder=node, since=old.since, term=old.term,
+                               taken_from=taken_from)
+        return ClaimStatus(ready=True, holder=node, since=now, taken_from=taken_from,
                            term=old.term + 1 if taken else old.term)
     if old.holder and old.holder != node:
         return None

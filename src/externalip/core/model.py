@@ -215,6 +215,9 @@ class ClaimStatus:
     # Raised by every takeover: the record of how often the address changed
     # hands without the scheduler.
     term: int = 0
+    # The node a standby took the address from; while the claim is still
+    # assigned to that node, the takeover is newer than the assignment.
+    taken_from: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
@@ -225,6 +228,7 @@ class ClaimStatus:
             since=str(d.get("since") or ""),
             message=str(d.get("message") or ""),
             term=int(d.get("term") or 0),
+            taken_from=str(d.get("takenFrom") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +241,8 @@ class ClaimStatus:
             out["message"] = self.message
         if self.term:
             out["term"] = self.term
+        if self.taken_from:
+            out["takenFrom"] = self.taken_from
         return out
 
 
