@@ -20,10 +20,12 @@ Digest = Callable[[dict[str, Any]], object]
 
 
 def claim_digest(obj: dict[str, Any]) -> object:
-    """Spec, labels, and readiness with its message: a node refusing a claim
-    (scheduler.refusals) makes placement look again."""
+    """Spec, labels, readiness with its message (a node refusing a claim makes
+    placement look again: scheduler.refusals) and the holder (a standby's
+    takeover becomes the record)."""
     claim = Claim.from_object(obj)
-    return claim.spec, dict(claim.labels), claim.status.ready, claim.status.message
+    return (claim.spec, dict(claim.labels), claim.status.ready, claim.status.message,
+            claim.status.holder)
 
 
 def pool_digest(obj: dict[str, Any]) -> object:
@@ -36,7 +38,9 @@ def node_digest(obj: dict[str, Any]) -> object:
 
 
 def ipnode_digest(obj: dict[str, Any]) -> object:
-    return (obj.get("status") or {}).get("nodeAddresses")
+    """The node's own addresses, and the peers it hears (the Lease backstop)."""
+    status = obj.get("status") or {}
+    return status.get("nodeAddresses"), status.get("peers")
 
 
 def slice_digest(obj: dict[str, Any]) -> object:
