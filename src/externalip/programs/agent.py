@@ -63,7 +63,7 @@ async def run(opts: argparse.Namespace) -> int:
     if heartbeats is not None:
         heartbeats.stop()
         if code == 0:  # SIGTERM: a restart (a rolled DaemonSet) moves nothing
-            heartbeats.farewell(opts.restart_grace)
+            heartbeats.farewell(restart_grace(opts))
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
@@ -73,6 +73,13 @@ async def run(opts: argparse.Namespace) -> int:
     await holder.close()
     await api.close()
     return code
+
+
+def restart_grace(opts: argparse.Namespace) -> float:
+    """--restart-grace, but shorter than the Lease: the scheduler's backstop may
+    re-place the claims once the Lease lapses, and the old fence must be shut
+    by then."""
+    return float(max(0.0, min(opts.restart_grace, opts.lease_duration - opts.hb)))
 
 
 def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | None]:
@@ -85,7 +92,7 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
         return None, None
     timing = Timing(interval=opts.peer_interval, detect=opts.peer_detect,
                     confirm=opts.peer_confirm, startup=opts.peer_detect,
-                    restart_grace=opts.restart_grace)
+                    restart_grace=restart_grace(opts))
     failover = Failover(opts.hostname, opts.iface, timing)
     fence: Fence | None
     try:
