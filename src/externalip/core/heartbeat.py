@@ -33,7 +33,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 MAGIC = b"EIPH"
@@ -128,8 +128,8 @@ def encode(beat: Beat, key_id: int, key: bytes) -> bytes:
         raise ValueError(f"node name must be 1..{MAX_NAME_BYTES} bytes of UTF-8: {beat.node!r}")
     if not 0 <= key_id <= 255 or len(key) < MIN_KEY_BYTES:
         raise ValueError(f"key id must be 0..255 and keys at least {MIN_KEY_BYTES} bytes")
-    for field in (beat.incarnation, beat.seq, beat.sent_ms):
-        if not 0 <= field < _U64:
+    for number in (beat.incarnation, beat.seq, beat.sent_ms):
+        if not 0 <= number < _U64:
             raise ValueError(f"incarnation, seq and sent_ms must fit in 64 bits: {beat}")
     if any(len(t) != TAG_BYTES for t in beat.hears):
         raise ValueError(f"hears holds {TAG_BYTES}-byte tags (use Beat.hearing or tag())")
@@ -245,6 +245,10 @@ class PeerView:
     hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
     lag: float              # how late our latest wake-up was, seconds
     starved: bool           # a wake-up within the detection window was too late
+    # known peers' names on beats that failed authentication -> monotonic time of
+    # the latest: a wrong key or an impostor, to be alarmed about, never taken as
+    # that peer's life (and, the rules may decide, not as its silence either)
+    forged: Mapping[str, float] = field(default_factory=dict)
 
     def fresh(self, peer: str) -> bool:
         return peer in self.hears

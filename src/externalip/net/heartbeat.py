@@ -50,6 +50,7 @@ _log = log.get(__name__)
 
 DEFAULT_PORT = 7947
 SIOCGIFBRDADDR = 0x8919
+ALARM_EVERY = 10.0  # seconds between log lines / callbacks about one peer's auth failures
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
 _TIMESPEC = struct.Struct("@qq")
 
@@ -77,6 +78,7 @@ class _State:
     fresh: frozenset[str] = frozenset()
     lag: float = 0.0
     late_at: float = float("-inf")
+    forged: dict[str, float] = field(default_factory=dict)
     drops: Tally[str] = field(default_factory=Tally)
 
 
@@ -194,7 +196,7 @@ class Heartbeats:
                  for name, p in st.peers.items()}
         hears = frozenset(name for name, p in peers.items() if p.fresh)
         return PeerView(self.node, now, self._started, peers, hears, st.lag,
-                        now - st.late_at <= self.detect)
+                        now - st.late_at <= self.detect, dict(st.forged))
 
     def _run(self) -> None:
         try:
@@ -316,10 +318,7 @@ class Heartbeats:
         except ForgedError as err:
             self._drop("forged")
             if err.node is not None and self._known(err.node):
-                AUTH_ALARMS.inc()
-                _log.warning("heartbeat of a known peer failed authentication",
-                             peer=err.node, key_id=err.key_id, link=self.link)
-                self._callback(self._on_auth_failure, err.node)
+                self._alarm(err.node, err.key_id, now)
             return
         if beat.node == self.node:
             return  # our own broadcast, looped back
@@ -330,6 +329,18 @@ class Heartbeats:
         RECEIVED.inc()
         with self._lock:
             self._state.peers[beat.node] = Peer(beat, now, True)
+
+    def _alarm(self, peer: str, key_id: int, now: float) -> None:
+        """A known peer's name on a beat that failed authentication: a wrong key or an
+        impostor. Counted every time; logged and called back once per ALARM_EVERY."""
+        AUTH_ALARMS.inc()
+        with self._lock:
+            last = self._state.forged.get(peer, float("-inf"))
+            self._state.forged[peer] = now
+        if now - last >= ALARM_EVERY:
+            _log.warning("heartbeat of a known peer failed authentication",
+                         peer=peer, key_id=key_id, link=self.link)
+            self._callback(self._on_auth_failure, peer)
 
     def _known(self, name: str) -> bool:
         with self._lock:
