@@ -19,10 +19,8 @@ Callbacks run in this thread: keep them short and thread-safe.
 
 from __future__ import annotations
 
-import fcntl
 import select
 import socket
-import struct
 import threading
 import time
 from collections import Counter as Tally
@@ -44,15 +42,13 @@ from externalip.core.heartbeat import (
     decode,
     encode,
 )
+from externalip.net.beatsocket import beat_socket, received
 from externalip.net.nftfence import Fence, FenceError
 
 _log = log.get(__name__)
 
 DEFAULT_PORT = 7947
-SIOCGIFBRDADDR = 0x8919
 ALARM_EVERY = 10.0  # seconds between log lines / callbacks about one peer's auth failures
-SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
-_TIMESPEC = struct.Struct("@qq")
 
 DROPPED = Counter("externalip_heartbeat_dropped_total",
                   "Heartbeat datagrams dropped, by reason", ["reason"])
@@ -80,42 +76,6 @@ class _State:
     late_at: float = float("-inf")
     forged: dict[str, float] = field(default_factory=dict)
     drops: Tally[str] = field(default_factory=Tally)
-
-
-def _broadcast_target(link: str, port: int) -> tuple[int, tuple[object, ...]]:
-    """(family, destination): the link's IPv4 broadcast, or ff02::1 if it has no IPv4."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifreq = struct.pack("16sH14s", link.encode(), socket.AF_INET, b"\0" * 14)
-        reply = fcntl.ioctl(probe.fileno(), SIOCGIFBRDADDR, ifreq)
-        brd = socket.inet_ntoa(reply[20:24])
-        return socket.AF_INET, (brd if brd != "0.0.0.0" else "255.255.255.255", port)
-    except OSError:
-        return socket.AF_INET6, ("ff02::1", port, 0, socket.if_nametoindex(link))
-    finally:
-        probe.close()
-
-
-def _open_socket(link: str, port: int, family: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            sock.bind(("0.0.0.0", port))
-        else:
-            index = socket.if_nametoindex(link)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            sock.bind(("::", port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class Heartbeats:
@@ -155,8 +115,11 @@ class Heartbeats:
         self._started = float("inf")
 
     def start(self) -> None:
-        family, self._target = _broadcast_target(self.link, self.port)
-        self._sock = _open_socket(self.link, self.port, family)
+        try:
+            self._sock, self._target = beat_socket(self.link, self.port)
+        except OSError as err:
+            raise OSError(err.errno, f"heartbeats on link {self.link!r}, port {self.port}: "
+                                     f"{err.strerror or err}") from err
         self._stop.clear()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
@@ -282,27 +245,17 @@ class Heartbeats:
             _log.error("fence not updated", link=self.link, error=str(err))
 
     def _receive(self) -> None:
-        """Take in every queued datagram, each dated by when the kernel received it.
+        """Take in every queued datagram, dated by when the kernel received it.
 
         After a stall the queue holds beats that arrived long ago: dating them
         by now would make peers that fell silent meanwhile look fresh.
         """
         assert self._sock is not None
-        while True:
-            try:
-                data, ancillary, _, _ = self._sock.recvmsg(2048, 64)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                _log.debug("heartbeat receive failed", link=self.link, error=str(err))
-                return
-            now, now_ns = time.monotonic(), time.time_ns()
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(value)
-                    age = max(0.0, (now_ns - (sec * 10**9 + nsec)) / 1e9)
-                    now -= age
-            self._accept(data, now, now_ns // 1_000_000)
+        try:
+            for data, age in received(self._sock):
+                self._accept(data, time.monotonic() - age, time.time_ns() // 1_000_000)
+        except OSError as err:
+            _log.debug("heartbeat receive failed", link=self.link, error=str(err))
 
     def _drop(self, reason: str) -> None:
         DROPPED.labels(reason).inc()
