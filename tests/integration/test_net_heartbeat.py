@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from externalip.core.heartbeat import KeyRing, PeerView
 from externalip.net.heartbeat import Heartbeats
@@ -106,6 +107,9 @@ def test_wrong_key_is_counted_as_forged_and_never_fresh(seg: Segment) -> None:
     wait_for(lambda: seg.beats["node1"].drops().get("forged", 0) >= 10)
     assert "node3" not in seg.beats["node1"].view().peers
     assert alarms == ["node2"]  # only a known peer raises the alarm, once per ALARM_EVERY
+    metric = REGISTRY.get_sample_value
+    assert (metric("externalip_heartbeat_dropped_total", {"reason": "forged"}) or 0) >= 10
+    assert (metric("externalip_heartbeat_auth_alarms_total") or 0) >= 1
     view = seg.beats["node1"].view()
     assert set(view.forged) == {"node2"} and view.at - view.forged["node2"] < 5
     seg.beats["node2"].stop()  # the real node2 dies; its impostor keeps sending

@@ -19,6 +19,7 @@ Callbacks run in this thread: keep them short and thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -62,7 +63,8 @@ FENCE_ERRORS = Counter("externalip_heartbeat_fence_errors_total",
 LAG = Histogram("externalip_heartbeat_lag_seconds",
                 "How late the heartbeat thread woke up for each beat",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window")
+FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window",
+              ["link"])
 LOST_AT_ONCE = Histogram("externalip_heartbeat_peers_lost_at_once",
                          "Peers that went stale in the same beat interval (when any did)",
                          buckets=(1, 2, 3, 5, 10, 20, 50, 100))
@@ -142,6 +144,8 @@ class Heartbeats:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        with contextlib.suppress(KeyError):  # no ghost series for a link we left
+            FRESH.remove(self.link)
 
     def view(self) -> PeerView:
         now = time.monotonic()
@@ -195,7 +199,7 @@ class Heartbeats:
             lost = len(self._state.fresh - view.hears)
             changed = view.hears != self._state.fresh
             self._state.fresh = view.hears
-        FRESH.set(len(view.hears))
+        FRESH.labels(self.link).set(len(view.hears))
         if lost:
             LOST_AT_ONCE.observe(lost)
         self._send(view)
