@@ -107,6 +107,9 @@ def test_wrong_key_is_counted_as_forged_and_never_fresh(seg: Segment) -> None:
     wait_for(lambda: seg.beats["node1"].drops().get("forged", 0) >= 10)
     assert "node3" not in seg.beats["node1"].view().peers
     assert alarms == ["node2"]  # only a known peer raises the alarm, once per ALARM_EVERY
+    seg.run("node3", name="node1")  # a namesake with the right key is not a peer either
+    wait_for(lambda: seg.beats["node1"].drops().get("own-name", 0) > 0)
+    assert "node1" not in seg.beats["node1"].view().peers
     metric = REGISTRY.get_sample_value
     assert (metric("externalip_heartbeat_dropped_total", {"reason": "forged"}) or 0) >= 10
     assert (metric("externalip_heartbeat_auth_alarms_total") or 0) >= 1

@@ -12,8 +12,9 @@ the false failovers of heartbeat designs come from late timers more often
 than from the network: it measures how late each of its own wake-ups is,
 and when that lag passes `starve_after` it marks its beats `starved` for a
 detection window, so its silence verdicts are known to be untrustworthy.
-Datagrams that fail to decode, authenticate or pass the replay guard are
-dropped and counted by reason; they never count as life nor as silence.
+Datagrams that fail to decode, authenticate or pass the replay guard, or
+that carry our own name from another process (two nodes with one name),
+are dropped and counted by reason; they never count as life nor as silence.
 Callbacks run in this thread: keep them short and thread-safe.
 """
 
@@ -278,7 +279,9 @@ class Heartbeats:
                 self._alarm(err.node, err.key_id, now)
             return
         if beat.node == self.node:
-            return  # our own broadcast, looped back
+            if beat.incarnation != self._incarnation:  # not our loopback: a namesake
+                self._drop("own-name")
+            return
         refusal = self._guard.admit(beat, now_ms)
         if refusal is not None:
             self._drop(refusal)
