@@ -4,7 +4,8 @@ Beats go to the link's IPv4 broadcast address (255.255.255.255 when the
 address has none set; the socket is bound to the device either way), or,
 on a link without IPv4, to ff02::1 through the link's interface index. The
 socket asks the kernel to stamp each datagram on arrival (SO_TIMESTAMPNS),
-so a reader that was stalled still knows how old each queued beat is.
+so a reader that takes them in once per interval, or was stalled, still
+knows how old each queued beat is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ SIOCGIFBRDADDR = 0x8919
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
 _TIMESPEC = struct.Struct("@qq")
 MAX_RECEIVE = 2048  # a beat is at most 1,452 bytes
+SO_RCVBUFFORCE = 33
+# 1,000 peers' beats of one interval, at the kernel's ~4 KiB accounting per datagram
+RECEIVE_BUFFER = 4 << 20
 
 
 def _broadcast_target(link: str, port: int) -> tuple[int, tuple[object, ...]]:
@@ -41,6 +45,7 @@ def _open_socket(link: str, port: int, family: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        _reserve(sock)
         if family == socket.AF_INET:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             sock.bind(("0.0.0.0", port))
@@ -55,6 +60,14 @@ def _open_socket(link: str, port: int, family: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _reserve(sock: socket.socket) -> None:
+    """Room for a whole interval of beats: they are read once per interval."""
+    try:  # beyond net.core.rmem_max: needs CAP_NET_ADMIN, which the agent has
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def beat_socket(link: str, port: int) -> tuple[socket.socket, tuple[object, ...]]:
