@@ -13,8 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from externalip.core.heartbeat import KeyRing
 from externalip.net.heartbeat import Heartbeats
 from externalip_lab.netns import entered
 from externalip_lab.topology import Topology, ip, node_addresses
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -30,15 +30,6 @@ PORT = 7947
 KEY = b"fence-heartbeat-test-key-0123456"
 VIP4, VIP6 = "192.0.2.200", "2001:db8::200"
 NODE = Path(__file__).with_name("heartbeat_node.py")
-
-
-def eventually(check: Callable[[], bool], within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 class Lab:
@@ -87,30 +78,30 @@ def lab(unique: str) -> Iterator[Lab]:
 
 
 def test_frozen_holder_falls_silent_and_returns(lab: Lab) -> None:
-    assert eventually(lab.node1_hears)
-    assert eventually(lambda: lab.answers(VIP4) and lab.answers(VIP6))
+    wait_for(lab.node1_hears)
+    wait_for(lambda: lab.answers(VIP4) and lab.answers(VIP6))
     assert lab.holder is not None
     lab.holder.send_signal(signal.SIGSTOP)
     try:
-        assert eventually(lambda: not lab.node1_hears())  # the peers see it stale...
-        assert eventually(lambda: not lab.answers(VIP4))  # ...and it has gone silent
+        wait_for(lambda: not lab.node1_hears())  # the peers see it stale...
+        wait_for(lambda: not lab.answers(VIP4))  # ...and it has gone silent
         assert not lab.answers(VIP6)
         assert lab.answers(node_addresses(1)[0])  # its own address is not fenced
     finally:
         lab.holder.send_signal(signal.SIGCONT)
     # back: starved for a detection window, then it hears its peers and holds again
-    assert eventually(lambda: lab.answers(VIP4) and lab.answers(VIP6))
+    wait_for(lambda: lab.answers(VIP4) and lab.answers(VIP6))
 
 
 def test_holder_that_hears_no_peer_yields(lab: Lab) -> None:
-    assert eventually(lambda: lab.answers(VIP4))
+    wait_for(lambda: lab.answers(VIP4))
     ns1 = lab.topo.node_ns("node1")
     subprocess.run(["ip", "netns", "exec", ns1, "nft",
                     f"add table inet block; add chain inet block in {{ type filter hook input "
                     f"priority 0; policy accept; }}; add rule inet block in udp dport {PORT} drop"],
                    check=True)
-    assert eventually(lambda: not lab.answers(VIP4))
+    wait_for(lambda: not lab.answers(VIP4))
     assert not lab.answers(VIP6)
     assert lab.answers(node_addresses(1)[0])
     subprocess.run(["ip", "netns", "exec", ns1, "nft", "delete table inet block"], check=True)
-    assert eventually(lambda: lab.answers(VIP4))
+    wait_for(lambda: lab.answers(VIP4))

@@ -14,15 +14,17 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from externalip.core.heartbeat import KeyRing, PeerView
 from externalip.net.heartbeat import Heartbeats
 from externalip.net.nftfence import Fence, table_name
 from externalip_lab.netns import entered
 from externalip_lab.topology import Topology, ip, node_addresses
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -32,15 +34,6 @@ PORT = 7947
 TIMINGS = {"detect": 1.0, "starve_after": 0.4}
 RING = KeyRing(1, {1: b"k" * 32})
 NODES = ("node1", "node2", "node3")
-
-
-def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 class Segment:
@@ -88,34 +81,42 @@ def test_peers_see_each_other_and_a_dead_link_goes_stale(seg: Segment) -> None:
         seg.run(node)
     for node in NODES:
         others = frozenset(NODES) - {node}
-        assert eventually(lambda node=node, others=others: seg.fresh(node) == others), node
-    view = seg.beats["node1"].view()
-    assert view.peers["node2"].beat.heard("node3")  # what node2 hears travels in its beats
-    assert not view.starved and changes and changes[-1].hears == {"node2", "node3"}
+        wait_for(lambda node=node, others=others: seg.fresh(node) == others, what=node)
+    # what node2 hears travels in its beats
+    wait_for(lambda: seg.beats["node1"].view().peers["node2"].beat.heard("node3"))
+    wait_for(lambda: changes[-1].hears == {"node2", "node3"})
 
     seg.topo.link_down("node3")
-    assert eventually(lambda: seg.fresh("node1") == {"node2"}
+    wait_for(lambda: seg.fresh("node1") == {"node2"}
                       and seg.fresh("node2") == {"node1"})
-    assert eventually(lambda: seg.fresh("node3") == frozenset())  # it hears nobody either
+    wait_for(lambda: seg.fresh("node3") == frozenset())  # it hears nobody either
     assert not seg.beats["node1"].view().peers["node3"].fresh
-    assert eventually(lambda: changes[-1].hears == {"node2"})
+    wait_for(lambda: changes[-1].hears == {"node2"})
     seg.topo.link_up("node3")
-    assert eventually(lambda: seg.fresh("node1") == {"node2", "node3"})
+    wait_for(lambda: seg.fresh("node1") == {"node2", "node3"})
 
 
 def test_wrong_key_is_counted_as_forged_and_never_fresh(seg: Segment) -> None:
     alarms: list[str] = []
     seg.run("node1", on_auth_failure=alarms.append)
     seg.run("node2")
-    assert eventually(lambda: seg.fresh("node1") == {"node2"})
+    wait_for(lambda: seg.fresh("node1") == {"node2"})
     # node3 with a wrong key, and an impostor on node3 sending in node2's name
     seg.run("node3", keys=KeyRing(1, {1: b"w" * 32}))
     seg.run("node3", name="node2", keys=KeyRing(2, {2: b"x" * 32}))
-    assert eventually(lambda: seg.beats["node1"].drops().get("forged", 0) >= 10)
+    wait_for(lambda: seg.beats["node1"].drops().get("forged", 0) >= 10)
     assert "node3" not in seg.beats["node1"].view().peers
-    assert "node2" in alarms and "node3" not in alarms  # only a known peer raises the alarm
+    assert alarms == ["node2"]  # only a known peer raises the alarm, once per ALARM_EVERY
+    seg.run("node3", name="node1")  # a namesake with the right key is not a peer either
+    wait_for(lambda: seg.beats["node1"].drops().get("own-name", 0) > 0)
+    assert "node1" not in seg.beats["node1"].view().peers
+    metric = REGISTRY.get_sample_value
+    assert (metric("externalip_heartbeat_dropped_total", {"reason": "forged"}) or 0) >= 10
+    assert (metric("externalip_heartbeat_auth_alarms_total") or 0) >= 1
+    view = seg.beats["node1"].view()
+    assert set(view.forged) == {"node2"} and view.at - view.forged["node2"] < 5
     seg.beats["node2"].stop()  # the real node2 dies; its impostor keeps sending
-    assert eventually(lambda: "node2" not in seg.fresh("node1"))
+    wait_for(lambda: "node2" not in seg.fresh("node1"))
 
 
 def test_rotation_accepts_two_keys(seg: Segment) -> None:
@@ -125,9 +126,9 @@ def test_rotation_accepts_two_keys(seg: Segment) -> None:
     seg.run("node1", keys=KeyRing(1, {1: old, 2: new}))
     seg.run("node2", keys=KeyRing(2, {1: old, 2: new}))
     seg.run("node3", keys=KeyRing(1, {1: old}))
-    assert eventually(lambda: seg.fresh("node1") == {"node2", "node3"})
-    assert eventually(lambda: seg.fresh("node2") == {"node1", "node3"})
-    assert eventually(lambda: seg.beats["node3"].drops().get("forged", 0) > 0)
+    wait_for(lambda: seg.fresh("node1") == {"node2", "node3"})
+    wait_for(lambda: seg.fresh("node2") == {"node1", "node3"})
+    wait_for(lambda: seg.beats["node3"].drops().get("forged", 0) > 0)
     assert seg.fresh("node3") == {"node1"}
 
 
@@ -149,14 +150,14 @@ def test_replayed_beats_do_not_revive_a_dead_peer(seg: Segment) -> None:
             if src == node_addresses(2)[0]:
                 recorded.append(data)
         seg.beats["node2"].stop()
-        assert eventually(lambda: seg.fresh("node1") == frozenset())
+        wait_for(lambda: seg.fresh("node1") == frozenset())
         for data in recorded:
             rec.sendto(data, ("255.255.255.255", PORT))
         # refused as replays (seq not newer), or, once older than the allowed clock
         # skew, as too old: either way never taken as life
         refused = lambda: sum(seg.beats["node1"].drops().get(r, 0)  # noqa: E731
                               for r in ("replay", "clock-skew"))
-        assert eventually(lambda: refused() >= 5)
+        wait_for(lambda: refused() >= 5)
         assert seg.fresh("node1") == frozenset()
         assert not seg.beats["node1"].view().peers["node2"].fresh
     finally:
@@ -172,9 +173,9 @@ def test_a_late_loop_marks_its_beats_starved(seg: Segment) -> None:
 
     seg.run("node1", on_change=slow_callback)
     seg.run("node2")
-    assert eventually(lambda: seg.beats["node2"].view().peers.get("node1") is not None
+    wait_for(lambda: seg.beats["node2"].view().peers.get("node1") is not None
                       and seg.beats["node2"].view().peers["node1"].beat.starved)
-    assert eventually(lambda: not seg.beats["node2"].view().peers["node1"].beat.starved)
+    wait_for(lambda: not seg.beats["node2"].view().peers["node1"].beat.starved)
 
 
 def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> None:
@@ -187,12 +188,12 @@ def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> N
 
     seg.run("node1", on_change=stall_once)
     seg.run("node2")
-    assert eventually(lambda: seg.fresh("node1") == {"node2"})
+    wait_for(lambda: seg.fresh("node1") == {"node2"})
     seg.run("node3")
     assert stalled.wait(10)
     seg.beats["node2"].stop()  # dies while node1 is frozen; its last beats wait in the queue
     views: list[PeerView] = []
-    assert eventually(lambda: views.append(v := seg.beats["node1"].view()) or v.lag > 2.4)
+    wait_for(lambda: views.append(v := seg.beats["node1"].view()) or v.lag > 2.4)
     after = views[-1]  # the first view after the stall: node2 is stale at once
     assert after.hears == {"node3"} and after.starved
 
@@ -213,9 +214,9 @@ def test_fence_follows_may_hold(seg: Segment) -> None:
         seg.run("node1", fence=fence, may_hold=lambda view: bool(view.hears))
         assert not alive()  # alone: the rule says no
         seg.run("node2")
-        assert eventually(alive)
+        wait_for(alive)
         seg.topo.link_down("node1")
-        assert eventually(lambda: not alive())
+        wait_for(lambda: not alive())
     finally:
         seg.beats["node1"].stop()
         fence.remove()
@@ -236,8 +237,13 @@ def test_ipv6_only_link_uses_all_nodes_multicast(unique: str) -> None:
                "dev", "eth0")
         seg.run("node1")
         seg.run("node2")
-        assert eventually(lambda: seg.fresh("node1") == {"node2"})
-        assert eventually(lambda: seg.fresh("node2") == {"node1"})
+        wait_for(lambda: seg.fresh("node1") == {"node2"})
+        wait_for(lambda: seg.fresh("node2") == {"node1"})
     finally:
         seg.stop()
         seg.topo.destroy()
+
+
+def test_a_missing_link_is_named_in_the_error(seg: Segment) -> None:
+    with entered(seg.topo.node_ns("node1")), pytest.raises(OSError, match="'eth9'"):
+        Heartbeats("node1", "eth9", PORT, RING).start()

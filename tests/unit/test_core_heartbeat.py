@@ -112,11 +112,24 @@ def test_replay_guard_refuses_old_and_repeated_beats() -> None:
     assert guard.admit(beat(seq=5), NOW) == "replay"
     assert guard.admit(beat(seq=4), NOW) == "replay"
     assert guard.admit(beat(seq=6), NOW) is None
-    # a restart: a higher incarnation starts its seq again
-    assert guard.admit(beat(incarnation=101, seq=0), NOW) is None
+    # a restart: a new incarnation, sent later, starts its seq again
+    assert guard.admit(beat(incarnation=101, seq=0, sent_ms=NOW + 10), NOW) is None
     assert guard.admit(beat(incarnation=100, seq=99), NOW) == "replay"
     # senders are tracked separately
     assert guard.admit(beat(node="node-b", seq=1), NOW) is None
+
+
+def test_replay_guard_takes_a_restart_whose_clock_went_back() -> None:
+    guard = ReplayGuard()
+    assert guard.admit(beat(incarnation=100, seq=50, sent_ms=NOW), NOW) is None
+    # restarted with its clock stepped back: a lower incarnation, sent later than the last
+    assert guard.admit(beat(incarnation=90, seq=1, sent_ms=NOW + 100), NOW + 100) is None
+    assert guard.admit(beat(incarnation=90, seq=2, sent_ms=NOW + 200), NOW + 200) is None
+    # the old incarnation's beats, replayed (even one we never saw), are older
+    assert guard.admit(beat(incarnation=100, seq=51, sent_ms=NOW + 50), NOW + 300) == "replay"
+    assert guard.admit(beat(incarnation=110, seq=1, sent_ms=NOW + 250), NOW + 300) is None
+    # nor is a lower incarnation sent earlier
+    assert guard.admit(beat(incarnation=80, seq=9, sent_ms=NOW + 150), NOW + 300) == "replay"
 
 
 def test_replay_guard_refuses_beats_far_from_our_clock() -> None:

@@ -33,7 +33,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 MAGIC = b"EIPH"
@@ -135,8 +135,8 @@ def encode(beat: Beat, key_id: int, key: bytes) -> bytes:
         raise ValueError(f"node name must be 1..{MAX_NAME_BYTES} bytes of UTF-8: {beat.node!r}")
     if not 0 <= key_id <= 255 or len(key) < MIN_KEY_BYTES:
         raise ValueError(f"key id must be 0..255 and keys at least {MIN_KEY_BYTES} bytes")
-    for field in (beat.incarnation, beat.seq, beat.sent_ms):
-        if not 0 <= field < _U64:
+    for number in (beat.incarnation, beat.seq, beat.sent_ms):
+        if not 0 <= number < _U64:
             raise ValueError(f"incarnation, seq and sent_ms must fit in 64 bits: {beat}")
     if any(len(t) != TAG_BYTES for t in beat.hears):
         raise ValueError(f"hears holds {TAG_BYTES}-byte tags (use Beat.hearing or tag())")
@@ -196,27 +196,36 @@ Refusal = Literal["replay", "clock-skew"]
 class ReplayGuard:
     """Refuses beats that are not newer than what a sender already said.
 
-    Per sender, (incarnation, seq) must increase, so a recorded beat of a
-    node that has since died cannot make it look alive again. A beat whose
-    sent_ms is more than `max_skew_ms` away from the receiver's clock is
-    refused too: that bounds what a recording can do to a receiver that
-    has just started and remembers nothing (it needs clocks synchronised to
-    well within `max_skew_ms`, as NTP keeps them).
+    Within one incarnation of a sender, seq must increase. A beat of another
+    incarnation is taken if it was sent later (sent_ms) than the last beat
+    taken, whatever its incarnation number: a node that restarts after its
+    clock was stepped back gets a lower incarnation, and is then refused
+    only until its clock passes the last beat we took, not forever; and a
+    recorded beat of an earlier incarnation is older than the new one's.
+    Either way a recorded beat of a node that has since died cannot make it
+    look alive again. A beat whose sent_ms is more than `max_skew_ms` away from
+    the receiver's clock is refused too: that bounds what a recording can do
+    to a receiver that has just started and remembers nothing (it needs
+    clocks synchronised to well within `max_skew_ms`, as NTP keeps them).
     """
 
     def __init__(self, max_skew_ms: int = 2000) -> None:
         self.max_skew_ms = max_skew_ms
-        self._last: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, tuple[int, int, int]] = {}  # incarnation, seq, sent_ms
 
     def admit(self, beat: Beat, now_ms: int) -> Refusal | None:
         """None if `beat` is new (and remember it), else why it is refused."""
         if abs(beat.sent_ms - now_ms) > self.max_skew_ms:
             return "clock-skew"
-        position = (beat.incarnation, beat.seq)
         last = self._last.get(beat.node)
-        if last is not None and position <= last:
-            return "replay"
-        self._last[beat.node] = position
+        if last is not None:
+            incarnation, seq, sent_ms = last
+            # another incarnation is ordered by the sender's clock: the beats of an
+            # earlier one were all sent before the restart
+            newer = beat.seq > seq if beat.incarnation == incarnation else beat.sent_ms > sent_ms
+            if not newer:
+                return "replay"
+        self._last[beat.node] = (beat.incarnation, beat.seq, beat.sent_ms)
         return None
 
     def forget(self, node: str) -> None:
@@ -254,6 +263,10 @@ class PeerView:
     hears: frozenset[str]   # our own: the peers fresh now (what our beats say)
     lag: float              # how late our latest wake-up was, seconds
     starved: bool           # a wake-up within the detection window was too late
+    # known peers' names on beats that failed authentication -> monotonic time of
+    # the latest: a wrong key or an impostor, to be alarmed about, never taken as
+    # that peer's life (and, the rules may decide, not as its silence either)
+    forged: Mapping[str, float] = field(default_factory=dict)
 
     def fresh(self, peer: str) -> bool:
         return peer in self.hears

@@ -12,17 +12,16 @@ the false failovers of heartbeat designs come from late timers more often
 than from the network: it measures how late each of its own wake-ups is,
 and when that lag passes `starve_after` it marks its beats `starved` for a
 detection window, so its silence verdicts are known to be untrustworthy.
-Datagrams that fail to decode, authenticate or pass the replay guard are
-dropped and counted by reason; they never count as life nor as silence.
+Datagrams that fail to decode, authenticate or pass the replay guard, or
+that carry our own name from another process (two nodes with one name),
+are dropped and counted by reason; they never count as life nor as silence.
 Callbacks run in this thread: keep them short and thread-safe.
 """
 
 from __future__ import annotations
 
-import fcntl
-import select
+import contextlib
 import socket
-import struct
 import threading
 import time
 from collections import Counter as Tally
@@ -44,14 +43,13 @@ from externalip.core.heartbeat import (
     decode,
     encode,
 )
+from externalip.net.beatsocket import beat_socket, received
 from externalip.net.nftfence import Fence, FenceError
 
 _log = log.get(__name__)
 
 DEFAULT_PORT = 7947
-SIOCGIFBRDADDR = 0x8919
-SO_TIMESTAMPNS = 35  # asm-generic/socket.h; also the control message type
-_TIMESPEC = struct.Struct("@qq")
+ALARM_EVERY = 10.0  # seconds between log lines / callbacks about one peer's auth failures
 
 DROPPED = Counter("externalip_heartbeat_dropped_total",
                   "Heartbeat datagrams dropped, by reason", ["reason"])
@@ -65,7 +63,8 @@ FENCE_ERRORS = Counter("externalip_heartbeat_fence_errors_total",
 LAG = Histogram("externalip_heartbeat_lag_seconds",
                 "How late the heartbeat thread woke up for each beat",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window")
+FRESH = Gauge("externalip_heartbeat_peers_fresh", "Peers heard within the detection window",
+              ["link"])
 LOST_AT_ONCE = Histogram("externalip_heartbeat_peers_lost_at_once",
                          "Peers that went stale in the same beat interval (when any did)",
                          buckets=(1, 2, 3, 5, 10, 20, 50, 100))
@@ -77,43 +76,8 @@ class _State:
     fresh: frozenset[str] = frozenset()
     lag: float = 0.0
     late_at: float = float("-inf")
+    forged: dict[str, float] = field(default_factory=dict)
     drops: Tally[str] = field(default_factory=Tally)
-
-
-def _broadcast_target(link: str, port: int) -> tuple[int, tuple[object, ...]]:
-    """(family, destination): the link's IPv4 broadcast, or ff02::1 if it has no IPv4."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifreq = struct.pack("16sH14s", link.encode(), socket.AF_INET, b"\0" * 14)
-        reply = fcntl.ioctl(probe.fileno(), SIOCGIFBRDADDR, ifreq)
-        brd = socket.inet_ntoa(reply[20:24])
-        return socket.AF_INET, (brd if brd != "0.0.0.0" else "255.255.255.255", port)
-    except OSError:
-        return socket.AF_INET6, ("ff02::1", port, 0, socket.if_nametoindex(link))
-    finally:
-        probe.close()
-
-
-def _open_socket(link: str, port: int, family: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, link.encode())
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        if family == socket.AF_INET:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            sock.bind(("0.0.0.0", port))
-        else:
-            index = socket.if_nametoindex(link)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            sock.bind(("::", port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class Heartbeats:
@@ -153,8 +117,11 @@ class Heartbeats:
         self._started = float("inf")
 
     def start(self) -> None:
-        family, self._target = _broadcast_target(self.link, self.port)
-        self._sock = _open_socket(self.link, self.port, family)
+        try:
+            self._sock, self._target = beat_socket(self.link, self.port)
+        except OSError as err:
+            raise OSError(err.errno, f"heartbeats on link {self.link!r}, port {self.port}: "
+                                     f"{err.strerror or err}") from err
         self._stop.clear()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
@@ -177,6 +144,8 @@ class Heartbeats:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        with contextlib.suppress(KeyError):  # no ghost series for a link we left
+            FRESH.remove(self.link)
 
     def farewell(self, grace: float, repeats: int = 3) -> None:
         """Stopping to restart (SIGTERM): keep answering for our addresses for
@@ -212,7 +181,7 @@ class Heartbeats:
                  for name, p in st.peers.items()}
         hears = frozenset(name for name, p in peers.items() if p.fresh)
         return PeerView(self.node, now, self._started, peers, hears, st.lag,
-                        now - st.late_at <= self.detect)
+                        now - st.late_at <= self.detect, dict(st.forged))
 
     def _run(self) -> None:
         try:
@@ -222,16 +191,16 @@ class Heartbeats:
             raise
 
     def _loop(self) -> None:
+        """Wake once per interval: read what queued up, judge, beat.
+
+        Beats are read only at ticks: the kernel dates each on arrival, and
+        verdicts are only made at ticks, so reading them as they come would
+        buy nothing and cost a wake-up per beat (most of the CPU at 30 nodes).
+        """
         due = time.monotonic()
-        while not self._stop.is_set():
-            wait = due - time.monotonic()
-            if wait > 0:
-                assert self._sock is not None
-                if select.select([self._sock], [], [], min(wait, self.interval))[0]:
-                    self._receive()
-                continue
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             now = time.monotonic()
-            self._receive()  # a backlog from a stall counts before anything is judged
+            self._receive()
             self._tick(now - due)
             due += self.interval
             if due <= now:  # skip the beats a stall made us miss instead of bursting
@@ -248,7 +217,7 @@ class Heartbeats:
             lost = len(self._state.fresh - view.hears)
             changed = view.hears != self._state.fresh
             self._state.fresh = view.hears
-        FRESH.set(len(view.hears))
+        FRESH.labels(self.link).set(len(view.hears))
         if lost:
             LOST_AT_ONCE.observe(lost)
         self._send(view)
@@ -298,27 +267,17 @@ class Heartbeats:
             _log.error("fence not updated", link=self.link, error=str(err))
 
     def _receive(self) -> None:
-        """Take in every queued datagram, each dated by when the kernel received it.
+        """Take in every queued datagram, dated by when the kernel received it.
 
         After a stall the queue holds beats that arrived long ago: dating them
         by now would make peers that fell silent meanwhile look fresh.
         """
         assert self._sock is not None
-        while True:
-            try:
-                data, ancillary, _, _ = self._sock.recvmsg(2048, 64)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                _log.debug("heartbeat receive failed", link=self.link, error=str(err))
-                return
-            now, now_ns = time.monotonic(), time.time_ns()
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(value)
-                    age = max(0.0, (now_ns - (sec * 10**9 + nsec)) / 1e9)
-                    now -= age
-            self._accept(data, now, now_ns // 1_000_000)
+        try:
+            for data, age in received(self._sock):
+                self._accept(data, time.monotonic() - age, time.time_ns() // 1_000_000)
+        except OSError as err:
+            _log.debug("heartbeat receive failed", link=self.link, error=str(err))
 
     def _drop(self, reason: str) -> None:
         DROPPED.labels(reason).inc()
@@ -334,13 +293,12 @@ class Heartbeats:
         except ForgedError as err:
             self._drop("forged")
             if err.node is not None and self._known(err.node):
-                AUTH_ALARMS.inc()
-                _log.warning("heartbeat of a known peer failed authentication",
-                             peer=err.node, key_id=err.key_id, link=self.link)
-                self._callback(self._on_auth_failure, err.node)
+                self._alarm(err.node, err.key_id, now)
             return
         if beat.node == self.node:
-            return  # our own broadcast, looped back
+            if beat.incarnation != self._incarnation:  # not our loopback: a namesake
+                self._drop("own-name")
+            return
         refusal = self._guard.admit(beat, now_ms)
         if refusal is not None:
             self._drop(refusal)
@@ -348,6 +306,18 @@ class Heartbeats:
         RECEIVED.inc()
         with self._lock:
             self._state.peers[beat.node] = Peer(beat, now, True)
+
+    def _alarm(self, peer: str, key_id: int, now: float) -> None:
+        """A known peer's name on a beat that failed authentication: a wrong key or an
+        impostor. Counted every time; logged and called back once per ALARM_EVERY."""
+        AUTH_ALARMS.inc()
+        with self._lock:
+            last = self._state.forged.get(peer, float("-inf"))
+            self._state.forged[peer] = now
+        if now - last >= ALARM_EVERY:
+            _log.warning("heartbeat of a known peer failed authentication",
+                         peer=peer, key_id=key_id, link=self.link)
+            self._callback(self._on_auth_failure, peer)
 
     def _known(self, name: str) -> bool:
         with self._lock:
