@@ -98,9 +98,10 @@ class Heartbeats:
                  on_auth_failure: Callable[[str], None] = lambda name: None,
                  members: Callable[[], Collection[str]] = frozenset,
                  fence: Fence | None = None, fence_timeout: float = 0.25,
-                 starve_after: float = 0.2, max_skew_ms: int = 2000) -> None:
+                 starve_after: float = 0.2, max_skew_ms: int = 2000,
+                 restart_grace: float = 0.0) -> None:
         self.node, self.link, self.port, self.keys = node, link, port, keys
-        self.interval, self.detect = interval, detect
+        self.interval, self.detect, self.restart_grace = interval, detect, restart_grace
         self.fence, self.fence_timeout, self.starve_after = fence, fence_timeout, starve_after
         self._may_hold, self._on_change = may_hold, on_change
         self._on_auth_failure, self._members = on_auth_failure, members
@@ -158,9 +159,9 @@ class Heartbeats:
             except FenceError as err:
                 _log.error("fence not extended for the restart", link=self.link,
                            error=str(err))
-        family, target = _broadcast_target(self.link, self.port)
-        with _open_socket(self.link, self.port, family) as sock:
-            self._sock, self._target = sock, target
+        sock, self._target = beat_socket(self.link, self.port)
+        with sock:
+            self._sock = sock
             for _ in range(repeats):  # a datagram may be lost
                 self._send(self.view(), restarting=True)
             self._sock = None
@@ -177,7 +178,11 @@ class Heartbeats:
 
     def _view(self, now: float) -> PeerView:
         st = self._state
-        peers = {name: Peer(p.beat, p.heard_at, now - p.heard_at <= self.detect)
+        # A peer whose agent said it restarts counts as heard through its grace:
+        # our beats vouch for it, so an observer that started after its farewell
+        # (and never heard it) is outvoted rather than taking its addresses.
+        peers = {name: Peer(p.beat, p.heard_at, now - p.heard_at <= (
+                     self.restart_grace if p.beat.restarting else self.detect))
                  for name, p in st.peers.items()}
         hears = frozenset(name for name, p in peers.items() if p.fresh)
         return PeerView(self.node, now, self._started, peers, hears, st.lag,

@@ -106,7 +106,8 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
         opts.hostname, opts.iface, opts.peer_port, keys,
         interval=timing.interval, detect=timing.detect,
         may_hold=lambda _view: failover.may_hold(), on_auth_failure=failover.auth_failed,
-        fence=fence, fence_timeout=max(timing.interval * 2.5, timing.detect - timing.confirm))
+        fence=fence, fence_timeout=max(timing.interval * 2.5, timing.detect - timing.confirm),
+        restart_grace=timing.restart_grace)
     failover.attach(HeartbeatPeers(heartbeats), fence)
     heartbeats.start()
     return failover, heartbeats
