@@ -134,6 +134,8 @@ class Agent:
             self.failover.held(result.held)
             if rearming:
                 self.failover.rearm()
+                if self.failover.armed:  # plan again with the fence open: takeovers
+                    self.kick.set()
         self._own = result.plan.own
         # The API writes run in their own loop: the next address change must
         # not wait behind status writes of the previous one.

@@ -203,7 +203,9 @@ class Failover:
         return hold
 
     async def watch(self, kick: asyncio.Event) -> None:
-        """Re-plan whenever the set of nodes judged down changes, forever."""
+        """Re-plan whenever the set of nodes judged down changes, and as soon as
+        a lapsed fence may be re-armed (a transient lapse, e.g. a late thread,
+        must not keep the addresses silent until the next periodic pass)."""
         while True:
             await asyncio.sleep(self.timing.interval)
             ev = self.evidence()
@@ -213,4 +215,6 @@ class Failover:
                     _log.warning("peers judged down", node=self.node,
                                  down=sorted(down - self._down))
                 self._down = down
+                kick.set()
+            elif not self.armed and liveness.may_hold(ev, self.timing):
                 kick.set()
