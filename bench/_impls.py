@@ -19,10 +19,11 @@ from externalip_lab.lab import POOL_NAME, Lab
 from externalip_lab.metallb import MetalLB, endpoint_slice, load_balancer
 
 # Both allocate from the same ranges. REACH covers 100 Services at once on the
-# lab's L2 segment; SCALE (RFC 2544's benchmarking range, never routed) holds
+# lab's L2 segment; SCALE (in RFC 2544's benchmarking range, never routed, apart
+# from the lab's pods in 198.18.0.0/16 and ClusterIPs in 198.19.0.0/18) holds
 # 10,000 addresses, used only by Services without endpoints.
 REACH_RANGE = ("192.0.2.128", "192.0.2.250")
-SCALE_CIDR, SCALE_RANGE = "198.18.0.0/15", ("198.18.0.1", "198.19.255.254")
+SCALE_CIDR, SCALE_RANGE = "198.19.128.0/17", ("198.19.128.1", "198.19.255.254")
 SCALE_POOL = "scale"
 
 
