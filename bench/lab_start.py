@@ -9,9 +9,10 @@ through kube-proxy; median over several runs. Binaries must be built.
 from __future__ import annotations
 
 import signal
-import statistics
 import sys
 import time
+
+from _common import summary
 
 from externalip_lab.cli import show_service
 from externalip_lab.lab import Lab
@@ -25,10 +26,8 @@ def main(runs: int, nodes: int, mode: str) -> None:
             up.append(time.monotonic() - start)
             show_service(lab)
             served.append(time.monotonic() - start)
-    print(f"lab up ({nodes} nodes, kube-proxy {mode}): median {statistics.median(up):.1f}s "
-          f"(min {min(up):.1f}, max {max(up):.1f}, runs {runs})")
-    print(f"... until the demo Service answers from a pod: median "
-          f"{statistics.median(served):.1f}s (min {min(served):.1f}, max {max(served):.1f})")
+    print(f"lab up ({nodes} nodes, kube-proxy {mode}): {summary(up)}")
+    print(f"... until the demo Service answers from a pod: {summary(served)}")
 
 
 if __name__ == "__main__":
