@@ -23,6 +23,8 @@ class _DualStackServer(ThreadingHTTPServer):
 
 def make_handler(pod: str, node: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: connections can outlive a failover
+
         def do_GET(self) -> None:
             client = self.client_address[0].removeprefix("::ffff:")
             body = f"pod={pod} node={node} client={client}\n".encode()
