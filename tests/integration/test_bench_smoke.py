@@ -18,7 +18,7 @@ pytestmark = pytest.mark.netns
 def test_physical_limit_runs_and_cleans_up() -> None:
     before = set(ip("netns", "list").stdout.split())
     result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "physical_limit.py"), "2"],
-                            capture_output=True, text=True, timeout=120, check=False)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "physical limit, reach" in result.stdout
     assert "physical limit, failover" in result.stdout
