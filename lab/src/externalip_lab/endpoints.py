@@ -11,10 +11,10 @@ Services without a selector are left alone: their slices are the user's.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from externalip import log
@@ -24,6 +24,7 @@ _log = log.get(__name__)
 
 MANAGED_BY = "externalip-lab"
 FAMILIES = {"IPv4": "ipv4", "IPv6": "ipv6"}
+WORKERS = 5
 
 
 def _selects(selector: dict[str, str], pod: dict[str, Any]) -> bool:
@@ -88,6 +89,7 @@ class EndpointSliceWriter:
         self._events: queue.Queue[tuple[str, str, dict[str, Any]] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="lab-endpointslice")
 
     def start(self) -> EndpointSliceWriter:
         for kind, path in (("service", "/api/v1/services"), ("pod", "/api/v1/pods")):
@@ -102,6 +104,7 @@ class EndpointSliceWriter:
     def stop(self) -> None:
         self._stop.set()
         self._events.put(None)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _watch(self, kind: str, path: str) -> None:
         """List, then watch from the list's version; on any break, list again."""
@@ -124,8 +127,11 @@ class EndpointSliceWriter:
             store = self.services if kind == "service" else self.pods
             touched = self._record(store, verb, obj)
             for ns in touched:
-                with contextlib.suppress(OSError, ApiError):
+                try:
                     self._sync_namespace(ns)
+                except (OSError, ApiError) as exc:  # the next event of ns retries
+                    _log.warning("lab could not write EndpointSlices", namespace=ns,
+                                 error=str(exc))
 
     @staticmethod
     def _record(store: dict[tuple[str, str], dict[str, Any]], verb: str,
@@ -144,19 +150,29 @@ class EndpointSliceWriter:
         return {key[0]}
 
     def _sync_namespace(self, namespace: str) -> None:
+        """Write what changed, WORKERS at a time (the real controller runs 5
+        workers: a burst of Services must not queue behind one connection)."""
         pods = [p for (ns, _), p in self.pods.items() if ns == namespace]
         desired = {}
         for (ns, _), svc in self.services.items():
             if ns == namespace:
                 for s in slices_for(svc, pods):
                     desired[(ns, s["metadata"]["name"])] = s
-        for key, obj in desired.items():
-            if self.written.get(key) != obj:
+        changed = [(k, o) for k, o in desired.items() if self.written.get(k) != o]
+        gone = [k for k in self.written if k[0] == namespace and k not in desired]
+
+        def write(item: tuple[tuple[str, str], dict[str, Any] | None]) -> None:
+            key, obj = item
+            if obj is None:
+                self.api.delete(slice_path(*key))
+                self.written.pop(key, None)
+            else:
                 self.api.apply(slice_path(*key), obj)
                 self.written[key] = obj
-        for key in [k for k in self.written if k[0] == namespace and k not in desired]:
-            self.api.delete(slice_path(*key))
-            del self.written[key]
+
+        items: list[tuple[tuple[str, str], dict[str, Any] | None]] = [*changed]
+        items += [(k, None) for k in gone]
+        list(self._pool.map(write, items))
 
     def wait_idle(self, within: float = 10.0) -> None:
         deadline = time.monotonic() + within

@@ -68,6 +68,7 @@ class Lab(StartStop, ClientView):
     agent_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
     proxy_mode: str = "nftables"
+    kube_proxy_args: tuple[str, ...] = ()  # e.g. ("--iptables-min-sync-period=0",)
     apps: tuple[tuple[str, str], ...] = DEMO_APPS  # (namespace, app): a pod per node each
     schedulers_in_nodes: bool = False  # as pods, so a node's death can take the leader
 
@@ -182,8 +183,8 @@ class Lab(StartStop, ClientView):
 
     def start_kube_proxy(self, node: str) -> None:
         assert self.cp is not None
-        self._spawn_in_node(node, f"kube-proxy-{node}", kubeproxy.argv(
-            self.cp, self.kube_proxy_kubeconfig, node, self.proxy_mode))
+        self._spawn_in_node(node, f"kube-proxy-{node}", [*kubeproxy.argv(
+            self.cp, self.kube_proxy_kubeconfig, node, self.proxy_mode), *self.kube_proxy_args])
 
     def add_pod(self, namespace: str, app: str, node: str, ready: bool = True) -> LabPod:
         """Another pod labelled app=<app> on node (one per node exists for each of `apps`)."""
