@@ -73,6 +73,15 @@ def service() -> str:
                  "ports": [{"name": "http", "port": 80, "targetPort": 80}]}})
 
 
+def wait_programmed(lab: Lab) -> None:
+    """Until kube-proxy on every node has the rules for every VIP."""
+    programmed = f"{VIPS[-1]} . tcp . 80"
+    for node in lab.node_names:
+        while programmed not in ip("netns", "exec", lab.topology.node_ns(node), "nft", "list",
+                                   "ruleset").stdout.replace("\t", " "):
+            time.sleep(0.2)
+
+
 def main(runs: int) -> None:
     lab = Lab(nodes=2, mode="none", prefix="eipb" + secrets.token_hex(2),
               apps=((NS, "web"),))
@@ -82,11 +91,7 @@ def main(runs: int) -> None:
         lab.start()
         assert lab.cp is not None
         lab.cp.apply(service())
-        programmed = f"{VIPS[-1]} . tcp . 80"
-        for node in topo.node_names():  # kube-proxy has the rules for every VIP
-            while programmed not in ip("netns", "exec", topo.node_ns(node), "nft", "list",
-                                       "ruleset").stdout.replace("\t", " "):
-                time.sleep(0.2)
+        wait_programmed(lab)
         socks = {n: packet_socket(topo.node_ns(n)) for n in topo.node_names()}
         probes = ClientProbes(topo.client, 1)
         reach = []
