@@ -19,7 +19,7 @@ import yaml
 from externalip import log
 from externalip_lab import control, kubeproxy
 from externalip_lab.faults import FAULTS
-from externalip_lab.lab import Lab, progress
+from externalip_lab.lab import Lab, new_prefix, progress
 from externalip_lab.labstate import STATE_ROOT, NoSuchLabError, destroy, running_labs, select
 
 DEMO_NAMESPACE = "demo"
@@ -161,6 +161,9 @@ def _act_on_running(opts: argparse.Namespace) -> int:
         if not running_labs():
             print("no lab running")
         return 0
+    if opts.action == "down" and not running_labs():
+        print("no lab running")  # nothing to remove is not an error
+        return 0
     labs = select(opts.prefix, every=opts.action == "down" and opts.all)
     if opts.action == "down":
         for state in labs:
@@ -184,7 +187,7 @@ def main(opts: argparse.Namespace) -> int:
         except (NoSuchLabError, OSError) as exc:
             print(f"externalip lab {opts.action}: {exc}", file=sys.stderr)
             return 1
-    prefix = opts.prefix or Lab().prefix
+    prefix = opts.prefix or new_prefix()
     if opts.action == "up" and opts.detach:
         return _detach(opts, prefix)
     lab = Lab(nodes=opts.nodes, mode=opts.mode, prefix=prefix, proxy_mode=opts.proxy_mode,

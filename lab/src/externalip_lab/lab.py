@@ -48,6 +48,11 @@ DEPLOY = REPO_ROOT / "deploy"
 DEMO_APPS = (("demo", "nginx"),)
 
 
+def new_prefix() -> str:
+    """A unique name prefix for one lab's namespaces and files."""
+    return "eipl" + secrets.token_hex(2)
+
+
 def progress(step: str) -> None:
     print(f"[lab {time.strftime('%H:%M:%S')}] {step}", file=sys.stderr, flush=True)
 
@@ -63,7 +68,7 @@ class Proc:
 class Lab(StartStop, ClientView):
     nodes: int = 3
     mode: str = "claims"  # "simple", or "none" (bare lab, e.g. to run MetalLB on it)
-    prefix: str = field(default_factory=lambda: "eipl" + secrets.token_hex(2))
+    prefix: str = field(default_factory=new_prefix)
     schedulers: int = 2
     agent_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
