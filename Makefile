@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 bird2 procps iputils-ping curl nftables libnftables1
+APT_PACKAGES := iproute2 bird2 procps iputils-ping curl nftables libnftables1 iptables
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv k8s-binaries helm lint test unit integration lab lab-down bench clean
@@ -30,7 +30,7 @@ $(BIN)/externalip: pyproject.toml lab/pyproject.toml
 helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the chart's tests
 	@bash tools/build-helm.sh >/dev/null
 
-k8s-binaries: ## build etcd, kube-apiserver and kubectl from Go modules (cached in ~/.cache/externalip)
+k8s-binaries: ## build etcd, kube-apiserver, kubectl and kube-proxy from Go modules (cached in ~/.cache/externalip)
 	@bash tools/build-k8s.sh >/dev/null
 
 lint: venv ## ruff, mypy (strict) and the import layers (.importlinter)

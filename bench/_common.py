@@ -255,7 +255,11 @@ class ServiceWatch:
 
 
 # --- the client's view ---------------------------------------------------------
-http_get = ask  # the lab prober's GET: serving node's name, or None
+def http_get(ip: str, timeout: float) -> str | None:
+    """The lab prober's GET: the node that took the request in (the answer comes
+    from a pod through kube-proxy), or None."""
+    answer = ask(ip, timeout)
+    return answer.via if answer else None
 
 
 class ClientProbes:

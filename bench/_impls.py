@@ -2,7 +2,8 @@
 one small interface (imported by bench scripts; running this file does nothing).
 
 Node death is the same for both: the node's link goes down, its program
-(our agent, MetalLB's speaker) is SIGKILLed and its API proxy stops.
+(our agent, MetalLB's speaker) and its kube-proxy are SIGKILLed and its API
+proxy stops.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ from typing import Any
 import yaml
 
 from externalip_lab.lab import POOL_NAME, Lab
-from externalip_lab.metallb import MetalLB, endpoint_slice, load_balancer
+from externalip_lab.metallb import MetalLB, load_balancer
 
 # Both allocate from the same ranges. REACH covers 100 Services at once on the
-# lab's L2 segment; SCALE (RFC 2544's benchmarking range, never routed) holds
+# lab's L2 segment; SCALE (in RFC 2544's benchmarking range, never routed, apart
+# from the lab's pods in 198.18.0.0/16 and ClusterIPs in 198.19.0.0/18) holds
 # 10,000 addresses, used only by Services without endpoints.
 REACH_RANGE = ("192.0.2.128", "192.0.2.250")
-SCALE_CIDR, SCALE_RANGE = "198.18.0.0/15", ("198.18.0.1", "198.19.255.254")
+SCALE_CIDR, SCALE_RANGE = "198.19.128.0/17", ("198.19.128.1", "198.19.255.254")
 SCALE_POOL = "scale"
+# The app of the lab's pod on every node; Services of the scale pool select
+# nothing (no endpoints, no EndpointSlice).
+APP = "web"
 
 
 class Impl:
@@ -36,13 +41,10 @@ class Impl:
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
-    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
-        return load_balancer(name, namespace)
-
-    def endpoints(self, name: str, namespace: str) -> dict[str, Any]:
-        # Both get the same EndpointSlice: MetalLB needs it to announce, and a
-        # real cluster has one anyway.
-        return endpoint_slice(name, namespace, self.lab.node_names)
+    def service(self, name: str, namespace: str, pool: str = "",
+                local: bool = False) -> dict[str, Any]:
+        """The same Service for both; the lab writes its EndpointSlice."""
+        return load_balancer(name, namespace, None if pool == SCALE_POOL else APP, local)
 
     def kill_program(self, node: str, sig: int = signal.SIGKILL) -> None:
         self.lab.stop_process(f"{self.program}-{node}", sig)
@@ -50,13 +52,11 @@ class Impl:
     def start_program(self, node: str) -> None: ...
 
     def kill_node(self, node: str) -> None:
-        self.lab.topology.link_down(node)
         self.kill_program(node)
-        self.lab.partition(node)
+        self.lab.kill_node(node)  # link down, kube-proxy killed, API cut
 
     def restore_node(self, node: str) -> None:
-        self.lab.topology.link_up(node)
-        self.lab.heal(node)
+        self.lab.restore_node(node)
         if f"{self.program}-{node}" not in self.lab.procs:
             self.start_program(node)
 
@@ -83,8 +83,9 @@ class MetalLBImpl(Impl):
     def stop(self) -> None:
         self.m.stop()
 
-    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
-        svc = load_balancer(name, namespace)
+    def service(self, name: str, namespace: str, pool: str = "",
+                local: bool = False) -> dict[str, Any]:
+        svc = super().service(name, namespace, pool, local)
         if pool:
             svc["metadata"]["annotations"] = {"metallb.io/address-pool": pool}
         return svc
@@ -123,8 +124,9 @@ class OursImpl(Impl):
             self.lab.stop_process(name)
         self.lab.mode = "none"
 
-    def service(self, name: str, namespace: str, pool: str = "") -> dict[str, Any]:
-        svc = load_balancer(name, namespace)
+    def service(self, name: str, namespace: str, pool: str = "",
+                local: bool = False) -> dict[str, Any]:
+        svc = super().service(name, namespace, pool, local)
         if pool:
             svc["metadata"]["annotations"] = {"externalip.io/pool": pool}
         return svc

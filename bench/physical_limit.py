@@ -1,15 +1,19 @@
 """The physical limit: no controller at all. A VIP is added by hand with
 `ip addr add` on a lab node plus one gratuitous ARP (request + reply, the
 frames our announcer sends), and the client in its own namespace, already
-polling http://VIP/ every 10 ms (200 ms timeout), gets its first 200.
+polling http://VIP/ every 10 ms (200 ms timeout), gets its first 200 from a
+pod, through kube-proxy (nftables) as with the controllers: the VIPs are the
+externalIPs of one Service (externalTrafficPolicy Local, so each node
+forwards to its own pod) that kube-proxy has programmed before the clock runs.
 
   reach:    t0 = just before `ip addr add` on node1; until the client's first 200.
   failover: the VIP served by node1; t0 = just before node1's link goes down;
             then `ip addr add` on node2 + one GARP; until the client's first
             200 from node2.
 
-No control plane runs; only namespaces, veths, a bridge and the stand-in
-backends. Everything carries a unique prefix and is removed on exit.
+No controller runs: a lab (control plane, 2 nodes with kube-proxy and a pod
+each) without programs. Everything carries a unique prefix and is removed
+on exit.
 
     .venv/bin/python bench/physical_limit.py [runs]
 """
@@ -20,15 +24,18 @@ import ipaddress
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
+import yaml
 from _common import ClientProbes, Probe, enter_netns, summary
 
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, arp_frame
-from externalip_lab.topology import Topology, ip
+from externalip_lab.lab import Lab
+from externalip_lab.topology import ip
+
+NS = "bench"
 
 
 def packet_socket(netns: str) -> tuple[socket.socket, bytes]:
@@ -55,18 +62,37 @@ def garp(sock: tuple[socket.socket, bytes], address: str) -> None:
     s.send(arp_frame(mac, vip, ARP_REPLY))
 
 
+VIPS = [f"192.0.2.{200 + i}" for i in range(51)]
+
+
+def service() -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "limit", "namespace": NS},
+        "spec": {"selector": {"app": "web"}, "externalIPs": VIPS,
+                 "externalTrafficPolicy": "Local",
+                 "ports": [{"name": "http", "port": 80, "targetPort": 80}]}})
+
+
+def wait_programmed(lab: Lab) -> None:
+    """Until kube-proxy on every node has the rules for every VIP."""
+    programmed = f"{VIPS[-1]} . tcp . 80"
+    for node in lab.node_names:
+        while programmed not in ip("netns", "exec", lab.topology.node_ns(node), "nft", "list",
+                                   "ruleset").stdout.replace("\t", " "):
+            time.sleep(0.2)
+
+
 def main(runs: int) -> None:
-    topo = Topology("eipb" + secrets.token_hex(2), 2)
-    backends: list[subprocess.Popen[bytes]] = []
+    lab = Lab(nodes=2, mode="none", prefix="eipb" + secrets.token_hex(2),
+              apps=((NS, "web"),))
+    topo = lab.topology
     probes: ClientProbes | None = None
     try:
-        topo.create()
-        for node in topo.node_names():
-            backends.append(subprocess.Popen(
-                ["ip", "netns", "exec", topo.node_ns(node), sys.executable, "-m",
-                 "externalip_lab.backend", node]))
+        lab.start()
+        assert lab.cp is not None
+        lab.cp.apply(service())
+        wait_programmed(lab)
         socks = {n: packet_socket(topo.node_ns(n)) for n in topo.node_names()}
-        time.sleep(1.0)  # backends listening
         probes = ClientProbes(topo.client, 1)
         reach = []
         for i in range(runs):
@@ -111,10 +137,7 @@ def main(runs: int) -> None:
     finally:
         if probes is not None:
             probes.close()
-        for b in backends:
-            b.kill()  # our own children, by PID
-            b.wait()
-        topo.destroy()
+        lab.stop()
 
 
 if __name__ == "__main__":

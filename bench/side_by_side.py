@@ -3,14 +3,19 @@ namespaces, a client, one kube-apiserver): MetalLB first, then it is stopped
 and our agent + scheduler run on the same namespaces and API server.
 
 Figures, for each implementation:
-- reach 1:    a LoadBalancer Service created (its EndpointSlice already there)
-              until the client's first HTTP 200 on its IP (the client starts
-              polling when the IP appears in the Service's status); also
-              until the IP appears;
+- reach 1:    a LoadBalancer Service created (selecting the pod every node
+              runs; the lab writes its EndpointSlice as the controller would)
+              until the client's first HTTP 200 from a pod through kube-proxy
+              (the client starts polling when the IP appears in the Service's
+              status); also until the IP appears;
 - reach 100:  100 Services created at once: until all answer, and per Service;
-- failover:   the serving node dies (link down, its agent/speaker SIGKILLed,
-              its API proxy stopped) until the client's first 200 from
-              another node;
+- failover:   the serving node dies (link down, its agent/speaker and
+              kube-proxy SIGKILLed, its API proxy stopped) until the client's
+              first 200 through another node; the Service has
+              externalTrafficPolicy Local, so each node forwards to its own
+              pod (under Cluster a share of new connections would go to the
+              dead node's pod until a node controller, absent here, removed
+              its endpoint, whatever moved the IP);
 - scale:      N Services (no endpoints) created at once until all have an IP,
               API requests per Service seen by the API server
               (apiserver_request_total, minus this script's own), and the
@@ -52,8 +57,9 @@ from _common import (
     rss_cpu,
     summary,
 )
-from _impls import SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
+from _impls import APP, SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
+from externalip_lab.faults import leader_index
 from externalip_lab.lab import Lab, progress
 from externalip_lab.topology import ip
 
@@ -81,16 +87,8 @@ class Bench:
         self.seq += 1
         return f"{prefix}-{self.impl.program[:2]}-{self.seq}"
 
-    def _create(self, name: str, pool: str = "", endpoints: bool = True) -> None:
-        if endpoints:
-            self._create_endpoints(name)
-        self._create_service(name, pool)
-
-    def _delete(self, name: str, endpoints: bool = True) -> None:
+    def _delete(self, name: str) -> None:
         self.api.delete(f"/api/v1/namespaces/{NS}/services/{name}")
-        if endpoints:
-            self.api.delete(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices/"
-                            f"{name}-lab")
 
     def _released(self, addresses: list[str], timeout: float = 15) -> None:
         """Wait until no node holds these addresses any more (ours removes them
@@ -120,8 +118,6 @@ class Bench:
         """Create `count` Services at once; per Service the seconds until the
         client's first 200, and until the IP was in status."""
         names = [self._name(f"r{count}") for _ in range(count)]
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(self._create_endpoints, names))
         ip("-n", self.lab.topology.client, "neigh", "flush", "all")
         done: dict[str, float] = {}
         all_done = threading.Event()
@@ -152,24 +148,21 @@ class Bench:
         time.sleep(0.5)
         return times, to_ip
 
-    def _create_endpoints(self, name: str) -> None:
-        self.api.create(f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices",
-                        self.impl.endpoints(name, NS))
-
-    def _create_service(self, name: str, pool: str = "") -> None:
-        self.api.create(f"/api/v1/namespaces/{NS}/services", self.impl.service(name, NS, pool))
+    def _create_service(self, name: str, pool: str = "", local: bool = False) -> None:
+        self.api.create(f"/api/v1/namespaces/{NS}/services",
+                        self.impl.service(name, NS, pool, local))
 
     def _create_scale_service(self, name: str) -> None:
         self._create_service(name, SCALE_POOL)
 
     def _delete_service(self, name: str) -> None:
-        self._delete(name, endpoints=False)
+        self._delete(name)
 
     # --- failover ------------------------------------------------------------------
     def failover(self, runs: int, fault: str) -> None:
         name = self._name("fo")
         ip("-n", self.lab.topology.client, "neigh", "flush", "all")
-        self._create(name)
+        self._create_service(name, local=True)
         if not self.watch.wait([name], 30):
             print(f"  [{self.impl.name}] failover: no IP", flush=True)
             return
@@ -214,7 +207,9 @@ class Bench:
             self.lab.freeze_agent(victim)
         elif fault == "leader":  # the node dies with the scheduler leader on it
             self.impl.kill_node(victim)
-            self.lab.start_scheduler(self.lab.kill_leader())
+            leader = leader_index(self.lab)
+            self.lab.kill_scheduler(leader)
+            self.lab.start_scheduler(leader)  # back as a standby; the leader is gone
         else:
             self.impl.kill_program(victim, 9 if fault == "sigkill" else 15)
 
@@ -232,7 +227,7 @@ class Bench:
         got no answer, and how long two MACs answered. All should be zero."""
         name = self._name("cut")
         ip("-n", self.lab.topology.client, "neigh", "flush", "all")
-        self._create(name)
+        self._create_service(name, local=True)
         moves, outages, windows = [], [], []
         if self.watch.wait([name], 30):
             address = self.watch.got_ip[name][1]
@@ -438,7 +433,7 @@ def main() -> int:
                         help="directory for py-spy profiles of the programs (if py-spy is found)")
     args = parser.parse_args()
     results: Results = {}
-    with Lab(nodes=3, mode="none") as lab:
+    with Lab(nodes=3, mode="none", apps=((NS, APP),)) as lab:
         assert lab.cp is not None
         api = Api(lab.cp)
         api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",

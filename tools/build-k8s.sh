@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the Go module proxy into a cache
+# Builds kube-apiserver, kubectl, kube-proxy and etcd from the Go module proxy into a cache
 # outside the checkout, keyed by version, so a second run costs nothing.
 # Prints the directory holding the binaries as its last line.
 set -euo pipefail
@@ -41,4 +41,5 @@ build() { # module-dir package output-name
 build etcd externalip.local/tools/etcd etcd
 build k8s k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
 build k8s k8s.io/kubernetes/cmd/kubectl kubectl
+build k8s k8s.io/kubernetes/cmd/kube-proxy kube-proxy
 echo "$out"

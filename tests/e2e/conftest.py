@@ -1,6 +1,7 @@
 """One lab for the end-to-end suite: a real control plane, three nodes in
-network namespaces running the agent, two leader-elected schedulers, and a
-client that reaches Services over the wire."""
+network namespaces running the agent and kube-proxy (nftables) with one pod
+of app `web` each, two leader-elected schedulers, and a client that reaches
+Services over the wire: every answer comes from a pod through kube-proxy."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from externalip_lab.lab import Lab
 from externalip_lab.topology import leftover_namespaces
 
 NS = "e2e"
+APP = "web"  # the app of the pod every node runs
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     # a short Lease, so the tests see the slow backstop act (or not) in seconds
-    lab = Lab(nodes=3, mode="claims", agent_args=("--hb=2s", "--lease-duration=8s"))
+    lab = Lab(nodes=3, mode="claims", apps=((NS, APP),),
+              agent_args=("--hb=2s", "--lease-duration=8s"))
     try:
         lab.start()
         assert lab.cp is not None
@@ -46,8 +49,8 @@ def healthy(lab: Lab) -> Iterator[Lab]:
 def service(name: str, *, lb: bool = True, external_ips: list[str] | None = None,
             families: list[str] | None = None, policy: str | None = None,
             annotations: dict[str, str] | None = None, port: int = 80,
-            local: bool = False) -> str:
-    spec: dict[str, Any] = {"selector": {"app": name},
+            local: bool = False, app: str = APP) -> str:
+    spec: dict[str, Any] = {"selector": {"app": app},
                             "ports": [{"name": "http", "port": port, "targetPort": 80}]}
     spec["type"] = "LoadBalancer" if lb else "ClusterIP"
     if external_ips:

@@ -1,5 +1,6 @@
 """The seed's ECMP/BGP scheme: simple mode with --iface=lo on two nodes, BIRD
-exporting the /32s, a router with both next hops, the client through it."""
+exporting the /32s, a router with both next hops, the client through it to a
+pod, through kube-proxy on whichever node the router chose."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from externalip_lab.bgp import BgpFabric
 from externalip_lab.lab import Lab
 from externalip_lab.topology import leftover_namespaces, node_addresses
-from tests.e2e.conftest import NS, service
+from tests.e2e.conftest import APP, NS, service
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -20,7 +21,7 @@ VIP = "203.0.113.10"
 
 @pytest.fixture
 def ecmp_lab() -> Iterator[tuple[Lab, BgpFabric]]:
-    lab = Lab(nodes=2, mode="simple", agent_args=("--iface=lo",))
+    lab = Lab(nodes=2, mode="simple", agent_args=("--iface=lo",), apps=((NS, APP),))
     fabric: BgpFabric | None = None
     try:
         lab.start()
@@ -48,5 +49,7 @@ def test_router_has_both_next_hops_and_the_client_gets_through(
     wait_for(lambda: fabric.next_hops(VIP) == nodes, within=30, what="two ECMP next hops")
     print(fabric.router_routes(VIP))
     wait_for(lambda: lab.client_get(VIP) in lab.node_names, within=10, what="client reaches")
+    answers = [lab.client_answer(VIP) for _ in range(10)]
+    assert all(a is not None and a.pod == f"{APP}-{a.node}" for a in answers), answers
     lab.cp.kubectl("delete", "service", "ecmp", "-n", NS)
     wait_for(lambda: not fabric.next_hops(VIP), within=30, what="route withdrawn")

@@ -9,7 +9,7 @@ import pytest
 
 from externalip_lab.lab import Lab
 from externalip_lab.topology import leftover_namespaces
-from tests.e2e.conftest import NS, claims, service, wait_ingress, wait_reachable
+from tests.e2e.conftest import APP, NS, claims, service, wait_ingress, wait_reachable
 from tests.e2e.test_failover import arp_responders, mac_of
 from tests.helpers import wait_for
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 
 def small_lab(nodes: int) -> Iterator[Lab]:
-    lab = Lab(nodes=nodes, mode="claims", schedulers=1)
+    lab = Lab(nodes=nodes, mode="claims", schedulers=1, apps=((NS, APP),))
     try:
         lab.start()
         assert lab.cp is not None

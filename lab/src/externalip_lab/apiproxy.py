@@ -8,17 +8,21 @@ thread enters the namespace with setns(2) just long enough to create the
 listening socket, which stays bound to that namespace afterwards.
 
 Stopping the proxy cuts the node off from the API while its data plane stays
-up: the lab's "partitioned node".
+up: the lab's "partitioned node". Setting `latency` delays everything the API
+server sends by that many seconds (requests' answers and watch events alike,
+each chunk by the same amount, none queued behind another): the slow API.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import os
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 
 _NETNS_DIR = "/run/netns"
@@ -69,6 +73,7 @@ class ApiProxy:
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.latency = 0.0
 
     @property
     def running(self) -> bool:
@@ -124,17 +129,25 @@ class ApiProxy:
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        """Copy both ways; what comes from upstream (b) waits `latency` first."""
         sel = selectors.DefaultSelector()
         sel.register(a, selectors.EVENT_READ, b)
         sel.register(b, selectors.EVENT_READ, a)
+        delayed: collections.deque[tuple[float, bytes]] = collections.deque()
         try:
             while not self._stop.is_set():
-                for key, _ in sel.select(timeout=1.0):
+                wait = 1.0 if not delayed else max(0.0, delayed[0][0] - time.monotonic())
+                for key, _ in sel.select(timeout=min(1.0, wait)):
                     src: socket.socket = key.fileobj  # type: ignore[assignment]
                     data = src.recv(65536)
                     if not data:
                         return
-                    key.data.sendall(data)
+                    if src is b and (self.latency or delayed):
+                        delayed.append((time.monotonic() + self.latency, data))
+                    else:
+                        key.data.sendall(data)
+                while delayed and delayed[0][0] <= time.monotonic():
+                    a.sendall(delayed.popleft()[1])
         except OSError:
             pass
         finally:

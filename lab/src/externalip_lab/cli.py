@@ -1,19 +1,26 @@
-"""`externalip lab up|down|status|demo`: the whole system on this machine."""
+"""`externalip lab up|down|status|demo|env|fault|pod`: the whole system on this
+machine, and the verbs for a lab that is up (another process holds it)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import yaml
 
 from externalip import log
-from externalip_lab.lab import Lab, destroy, progress, running_labs
+from externalip_lab import control, kubeproxy
+from externalip_lab.faults import FAULTS
+from externalip_lab.lab import Lab, new_prefix, progress
+from externalip_lab.labstate import STATE_ROOT, NoSuchLabError, destroy, running_labs, select
 
 DEMO_NAMESPACE = "demo"
 
@@ -50,9 +57,11 @@ def show_service(lab: Lab) -> tuple[str, str]:
     ip = wait_for_ingress(lab, "nginx")
     allocated = time.monotonic() - created
     progress(f"service {DEMO_NAMESPACE}/nginx got {ip} in {allocated:.2f}s")
-    node = lab.wait_reachable(ip)
-    progress(f"client reached http://{ip}/ served by {node} "
+    answer = lab.wait_answer(ip)
+    progress(f"client reached http://{ip}/ through {answer.via}, answered by pod "
+             f"{answer.pod} on {answer.node} (it saw the client as {answer.client}) "
              f"{time.monotonic() - created:.2f}s after the Service was created")
+    node = answer.via
     print(lab.cp.kubectl("get", "ipclaims").stdout, file=sys.stderr)
     return ip, node
 
@@ -74,8 +83,8 @@ def _hold(lab: Lab) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     assert lab.cp is not None
-    progress(f"lab running; kubeconfig: {lab.cp.kubeconfig}; Ctrl-C (or "
-             f"`externalip lab down`) removes everything")
+    progress(f"lab {lab.prefix} running; `eval $(externalip lab env)` sets KUBECONFIG and "
+             f"PATH for its kubectl; Ctrl-C (or `externalip lab down`) removes everything")
     try:
         while not stop.wait(1.0):
             pass
@@ -88,32 +97,101 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     `externalip.commands` group: the runtime package knows nothing of the lab)."""
     lab = sub.add_parser("lab", help="the whole system on this machine, in network namespaces",
                          description="Runs a real control plane, nodes in network namespaces "
-                         "and a client, all on this machine (root needed).")
+                         "with kube-proxy and pods, and a client, all on this machine "
+                         "(root needed).", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="verbs for a lab that is up:\n"
+                         f"  fault {{{','.join(FAULTS)}}} NODE\n"
+                         "  pod {ready,unready} POD")
     lab.set_defaults(run=main)
-    lab.add_argument("action", choices=["up", "down", "status", "demo"], nargs="?", default="up")
+    lab.add_argument("action", nargs="?", default="up",
+                     choices=["up", "down", "status", "demo", "env", "fault", "pod"])
+    lab.add_argument("words", nargs="*", help="fault: VERB NODE; pod: ready|unready POD")
     lab.add_argument("--nodes", type=int, default=3, help="number of node namespaces (default 3)")
     lab.add_argument("--mode", choices=["claims", "simple"], default="claims",
                      help="operating mode to run in the lab (default claims)")
+    lab.add_argument("--proxy-mode", choices=kubeproxy.MODES, default="nftables",
+                     help="kube-proxy's mode on every node (default nftables)")
+    lab.add_argument("--schedulers-in-nodes", action="store_true",
+                     help="run the schedulers inside node namespaces, as pods")
+    lab.add_argument("--prefix", help="the lab to act on (default: the only one running); "
+                     "up: the new lab's prefix")
+    lab.add_argument("--all", action="store_true", help="down: every lab on this machine")
+    lab.add_argument("--detach", action="store_true",
+                     help="up: return once the lab is up and leave it running")
     lab.add_argument("--no-hold", action="store_true",
                      help="up: remove the lab again once the Service is reachable")
 
 
-def main(opts: argparse.Namespace) -> int:
-    log.setup("console", "warning")
+def _env(state: dict[str, object]) -> str:
+    kubectl_dir = os.path.dirname(str(state["kubectl"]))
+    return (f"export KUBECONFIG={state['kubeconfig']}\n"
+            f"export PATH={kubectl_dir}:$PATH\n"
+            f"export EXTERNALIP_LAB_PREFIX={state['prefix']}")
+
+
+def _detach(opts: argparse.Namespace, prefix: str) -> int:
+    """Start `lab up` in its own session and return once its state says ready."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    logpath = STATE_ROOT / f"{prefix}.log"
+    argv = [sys.executable, "-m", "externalip", "lab", "up", f"--prefix={prefix}",
+            f"--nodes={opts.nodes}", f"--mode={opts.mode}", f"--proxy-mode={opts.proxy_mode}",
+            *(["--schedulers-in-nodes"] if opts.schedulers_in_nodes else [])]
+    with open(logpath, "ab") as logfile:
+        child = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    while child.poll() is None:
+        state = next((s for s in running_labs() if s["prefix"] == prefix), None)
+        if state and state.get("ready"):
+            progress(f"lab {prefix} up (pid {child.pid}, log {logpath})")
+            print(_env(state))
+            return 0
+        time.sleep(0.5)
+    progress(f"lab {prefix} failed to start; its log ends:\n"
+             + "\n".join(logpath.read_text(errors="replace").splitlines()[-15:]))
+    return 1
+
+
+def _act_on_running(opts: argparse.Namespace) -> int:
     if opts.action == "status":
-        labs = running_labs()
-        for state in labs:
-            print(f"{state['prefix']}: mode {state['mode']}, nodes {', '.join(state['nodes'])}, "  # type: ignore[arg-type]
+        for state in running_labs():
+            print(f"{state['prefix']}: mode {state['mode']}, kube-proxy "
+                  f"{state.get('proxy_mode', '?')}, nodes {', '.join(state['nodes'])}, "
+                  f"{'up' if state.get('ready') else 'starting'}, "
                   f"kubeconfig {state['kubeconfig']}")
-        if not labs:
+        if not running_labs():
             print("no lab running")
         return 0
+    if opts.action == "down" and not running_labs():
+        print("no lab running")  # nothing to remove is not an error
+        return 0
+    labs = select(opts.prefix, every=opts.action == "down" and opts.all)
     if opts.action == "down":
-        for state in running_labs():
+        for state in labs:
             destroy(state)
+            (STATE_ROOT / f"{state['prefix']}.log").unlink(missing_ok=True)
             print(f"removed lab {state['prefix']}")
         return 0
-    lab = Lab(nodes=opts.nodes, mode=opts.mode)
+    if opts.action == "env":
+        print(_env(labs[0]))
+        return 0
+    ok, message = control.send(Path(labs[0]["control"]), [opts.action, *opts.words])
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def main(opts: argparse.Namespace) -> int:
+    log.setup("console", "warning")
+    if opts.action not in ("up", "demo"):
+        try:
+            return _act_on_running(opts)
+        except (NoSuchLabError, OSError) as exc:
+            print(f"externalip lab {opts.action}: {exc}", file=sys.stderr)
+            return 1
+    prefix = opts.prefix or new_prefix()
+    if opts.action == "up" and opts.detach:
+        return _detach(opts, prefix)
+    lab = Lab(nodes=opts.nodes, mode=opts.mode, prefix=prefix, proxy_mode=opts.proxy_mode,
+              schedulers_in_nodes=opts.schedulers_in_nodes)
     try:
         lab.start()
         if opts.mode == "claims":

@@ -1,6 +1,7 @@
 """The whole system on one machine: a real control plane, N nodes in network
-namespaces on one bridge, a client, the programs running under the shipped
-service accounts, exactly as a cluster would run them.
+namespaces on one bridge, each with kube-proxy and pods behind it, a client,
+and the programs running under the shipped service accounts, exactly as a
+cluster would run them.
 
 Every name carries the lab's prefix; `stop()` removes everything, and a
 state file lets `externalip lab down` clean up a lab whose owner was killed.
@@ -8,7 +9,6 @@ state file lets `externalip lab down` clean up a lab whose owner was killed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -24,21 +24,33 @@ from typing import IO
 import yaml
 
 from externalip import log
+from externalip_lab import faults, kubeproxy, pods
 from externalip_lab import nodes as k8s_nodes
 from externalip_lab.apiproxy import ApiProxy
+from externalip_lab.client import ClientView
+from externalip_lab.control import ControlServer
 from externalip_lab.controlplane import ControlPlane
 from externalip_lab.controlplane.binaries import REPO_ROOT
 from externalip_lab.controlplane.server import free_port
+from externalip_lab.endpoints import EndpointSliceWriter
+from externalip_lab.labapi import LabApi
+from externalip_lab.labstate import STATE_ROOT
 from externalip_lab.processes import StartStop, stop_process
-from externalip_lab.topology import POOL4, POOL6, SUBNET4, SUBNET6, Topology, ip, node_addresses
+from externalip_lab.topology import POOL4, POOL6, SUBNET4, SUBNET6, Topology, node_addresses
+from externalip_lab.workloads import LabPod, Workloads
 
 _log = log.get(__name__)
 
-STATE_ROOT = Path("/run/externalip-lab")
 NAMESPACE = "externalip"
 PROXY_PORT = 6443
 POOL_NAME, POOL6_NAME = "lab-pool", "lab-pool-v6"
 DEPLOY = REPO_ROOT / "deploy"
+DEMO_APPS = (("demo", "nginx"),)
+
+
+def new_prefix() -> str:
+    """A unique name prefix for one lab's namespaces and files."""
+    return "eipl" + secrets.token_hex(2)
 
 
 def progress(step: str) -> None:
@@ -53,25 +65,31 @@ class Proc:
 
 
 @dataclass
-class Lab(StartStop):
+class Lab(StartStop, ClientView):
     nodes: int = 3
     mode: str = "claims"  # "simple", or "none" (bare lab, e.g. to run MetalLB on it)
-    prefix: str = field(default_factory=lambda: "eipl" + secrets.token_hex(2))
+    prefix: str = field(default_factory=new_prefix)
     schedulers: int = 2
     agent_args: tuple[str, ...] = ()
     scheduler_args: tuple[str, ...] = ()
+    proxy_mode: str = "nftables"
+    kube_proxy_args: tuple[str, ...] = ()  # e.g. ("--iptables-min-sync-period=0",)
+    apps: tuple[tuple[str, str], ...] = DEMO_APPS  # (namespace, app): a pod per node each
+    schedulers_in_nodes: bool = False  # as pods, so a node's death can take the leader
 
     def __post_init__(self) -> None:
+        if not 1 <= self.nodes <= pods.MAX_NODES:
+            raise ValueError(f"a lab has 1 to {pods.MAX_NODES} nodes, not {self.nodes}")
         self.dir = STATE_ROOT / self.prefix
         self.topology = Topology(self.prefix, self.nodes)
         self.cp: ControlPlane | None = None
         self.procs: dict[str, Proc] = {}
         self.proxies: dict[str, ApiProxy] = {}
         self.node_kubeconfig: Path | None = None
-
-    @property
-    def node_names(self) -> list[str]:
-        return self.topology.node_names()
+        self.workloads: Workloads | None = None
+        self.endpoints: EndpointSliceWriter | None = None
+        self.control: ControlServer | None = None
+        self.ready = False
 
     # --- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -88,31 +106,53 @@ class Lab(StartStop):
             self.cp.apply(DEPLOY / manifest)
         for rbac in sorted((DEPLOY / "rbac").glob("*.yaml")):
             self.cp.apply(rbac)
+        kubeproxy.install_rbac(self.cp)
         self._apply_pools()
         progress(f"creating {self.nodes} node namespaces and a client on one bridge")
         self.topology.create()
         self._save_state()
+        api = LabApi(self.cp)
+        self.workloads = Workloads(api, self.topology, self._spawn_in_netns)
+        self.endpoints = EndpointSliceWriter(api).start()
         account = {"claims": "externalip-agent", "simple": "externalip-simple"}.get(
             self.mode, "externalip-agent")
-        self.node_kubeconfig = self.cp.service_account_kubeconfig(
-            NAMESPACE, account, server=f"https://127.0.0.1:{PROXY_PORT}")
+        server = f"https://127.0.0.1:{PROXY_PORT}"
+        self.node_kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, account,
+                                                                  server=server)
+        self.kube_proxy_kubeconfig = kubeproxy.kubeconfig(self.cp, server)
         for i, node in enumerate(self.node_names, start=1):
-            k8s_nodes.create(self.cp, node, node_addresses(i)[0])
-            self.proxies[node] = ApiProxy(self.topology.node_ns(node),
-                                          self.cp.apiserver_port, PROXY_PORT).start()
-            self._spawn_in_node(node, f"backend-{node}",
-                                [sys.executable, "-m", "externalip_lab.backend", node])
-            if self.mode != "none":
-                self.start_agent(node)
-            progress(f"{node}: API proxy, backend and {self.mode} program running")
+            self._start_node(i, node)
+        for namespace, app in self.apps:
+            for node in self.node_names:
+                self.workloads.add(namespace, app, node)
+        progress(f"pods of {', '.join(f'{ns}/{app}' for ns, app in self.apps) or 'no app'}"
+                 " on every node")
         if self.mode == "claims":
             for i in range(1, self.schedulers + 1):
                 self.start_scheduler(i)
             progress(f"{self.schedulers} schedulers running with leader election")
+        self.control = ControlServer(self.dir / "control.sock",
+                                     lambda words: faults.handle(self, words)).start()
+        self.ready = True
         self._save_state()
         progress(f"lab up in {time.monotonic() - started:.1f}s")
 
+    def _start_node(self, index: int, node: str) -> None:
+        assert self.cp is not None
+        k8s_nodes.create(self.cp, node, *node_addresses(index))
+        pods.wire_node(self.topology.node_ns(node), index, self.nodes)
+        self.heal(node)
+        self.start_kube_proxy(node)
+        if self.mode != "none":
+            self.start_agent(node)
+        progress(f"{node}: API proxy, kube-proxy ({self.proxy_mode}) and "
+                 f"{self.mode} program running")
+
     def stop(self) -> None:
+        if self.control is not None:
+            self.control.stop()
+        if self.endpoints is not None:
+            self.endpoints.stop()
         for name in list(self.procs):
             self._terminate(name)
         for proxy in self.proxies.values():
@@ -143,6 +183,7 @@ class Lab(StartStop):
         return keys
 
     def start_agent(self, node: str, *extra: str) -> None:
+        """The node's program, with every flag the lab gives it, in one place."""
         assert self.node_kubeconfig is not None
         common = [f"--kubeconfig={self.node_kubeconfig}", "--iface=eth0",
                   "--metrics-addr=127.0.0.1:9440", "--log-format=console"]
@@ -154,8 +195,27 @@ class Lab(StartStop):
             argv = [*self._externalip(), "simple", *common, *self.agent_args, *extra]
         self._spawn_in_node(node, f"agent-{node}", argv)
 
+    def start_kube_proxy(self, node: str) -> None:
+        assert self.cp is not None
+        self._spawn_in_node(node, f"kube-proxy-{node}", [*kubeproxy.argv(
+            self.cp, self.kube_proxy_kubeconfig, node, self.proxy_mode), *self.kube_proxy_args])
+
+    def add_pod(self, namespace: str, app: str, node: str, ready: bool = True) -> LabPod:
+        """Another pod labelled app=<app> on node (one per node exists for each of `apps`)."""
+        assert self.workloads is not None
+        pod = self.workloads.add(namespace, app, node, ready)
+        self._save_state()
+        return pod
+
+    def set_pod_ready(self, name: str, ready: bool) -> LabPod:
+        assert self.workloads is not None
+        return self.workloads.set_ready(name, ready)
+
     def _spawn_in_node(self, node: str, name: str, argv: list[str]) -> None:
-        self._spawn(name, ["ip", "netns", "exec", self.topology.node_ns(node), *argv])
+        self._spawn_in_netns(name, self.topology.node_ns(node), argv)
+
+    def _spawn_in_netns(self, name: str, netns: str, argv: list[str]) -> None:
+        self._spawn(name, ["ip", "netns", "exec", netns, *argv])
 
     def spawn_process(self, name: str, argv: list[str],
                       env: dict[str, str] | None = None) -> None:
@@ -186,7 +246,35 @@ class Lab(StartStop):
         path = self.dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    # --- faults ------------------------------------------------------------
+    def start_scheduler(self, index: int) -> None:
+        """Scheduler `index`: in the root namespace, or (schedulers_in_nodes) in
+        node `index` (wrapping), through its API proxy, as a pod would run."""
+        assert self.cp is not None
+        node = self.scheduler_node(index)
+        server = f"https://127.0.0.1:{PROXY_PORT}" if node else None
+        kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler",
+                                                        server=server)
+        # a free port in the root namespace, where several labs would collide
+        port = 9450 + index if node else free_port()
+        argv = [*self._externalip(), "scheduler", f"--kubeconfig={kubeconfig}",
+                f"--namespace={NAMESPACE}", "--leader-elect=true",
+                f"--metrics-addr=127.0.0.1:{port}", "--log-format=console",
+                *self.scheduler_args]
+        if node:
+            self._spawn_in_node(node, f"scheduler-{index}", argv)
+        else:
+            self._spawn(f"scheduler-{index}", argv)
+
+    def scheduler_node(self, index: int) -> str | None:
+        return self.node_names[(index - 1) % self.nodes] if self.schedulers_in_nodes else None
+
+    def stop_scheduler(self, index: int) -> None:
+        self._terminate(f"scheduler-{index}")
+
+    def kill_scheduler(self, index: int) -> None:
+        self._terminate(f"scheduler-{index}", signal.SIGKILL)
+
+    # --- faults (`externalip lab fault ...` drives them through faults.py) --
     def kill_agent(self, node: str) -> None:
         self._terminate(f"agent-{node}", signal.SIGKILL)
 
@@ -203,9 +291,14 @@ class Lab(StartStop):
             proc.popen.send_signal(signal.SIGCONT)
 
     def kill_node(self, node: str) -> None:
-        """Node death: its link goes down; its processes are gone too."""
+        """Node death: its link goes down and every program on it dies
+        (agent, kube-proxy, a scheduler placed there); its API proxy stops."""
         self.topology.link_down(node)
         self.kill_agent(node)
+        self._terminate(f"kube-proxy-{node}", signal.SIGKILL)
+        for index in range(1, self.schedulers + 1):
+            if self.scheduler_node(index) == node:
+                self.kill_scheduler(index)
         self.partition(node)
 
     def partition(self, node: str) -> None:
@@ -215,80 +308,25 @@ class Lab(StartStop):
             proxy.stop()
 
     def heal(self, node: str) -> None:
+        """The node's API proxy running, without added latency."""
         assert self.cp is not None
         if node not in self.proxies:
             self.proxies[node] = ApiProxy(self.topology.node_ns(node),
                                           self.cp.apiserver_port, PROXY_PORT).start()
+        self.proxies[node].latency = 0.0
 
     def restore_node(self, node: str) -> None:
-        """Undo kill_node/partition/kill_agent: link up, API reachable, agent running."""
+        """Undo any fault of the node: link up, API reachable and fast, programs running."""
         self.topology.link_up(node)
         self.heal(node)
         self.thaw_agent(node)
+        if f"kube-proxy-{node}" not in self.procs:
+            self.start_kube_proxy(node)
         if f"agent-{node}" not in self.procs and self.mode != "none":
             self.start_agent(node)
-
-    def holders(self, address: str) -> list[str]:
-        """Nodes whose eth0 or lo carries the address right now."""
-        found = []
-        for node in self.node_names:
-            out = ip("-n", self.topology.node_ns(node), "-o", "addr", "show").stdout
-            if any(f" {address}/" in line for line in out.splitlines()):
-                found.append(node)
-        return found
-
-    def start_scheduler(self, index: int) -> None:
-        assert self.cp is not None
-        kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler")
-        self._spawn(f"scheduler-{index}", [
-            *self._externalip(), "scheduler", f"--kubeconfig={kubeconfig}",
-            f"--namespace={NAMESPACE}", "--leader-elect=true",
-            # a free port: schedulers run in the root namespace, where several
-            # labs on one machine would collide on a fixed one
-            f"--metrics-addr=127.0.0.1:{free_port()}", "--log-format=console",
-            *self.scheduler_args])
-
-    def stop_scheduler(self, index: int) -> None:
-        self._terminate(f"scheduler-{index}")
-
-    def kill_scheduler(self, index: int) -> None:
-        self._terminate(f"scheduler-{index}", signal.SIGKILL)
-
-    def kill_leader(self) -> int:
-        """SIGKILL the scheduler replica holding the leader Lease; its index."""
-        assert self.cp is not None
-        lease = json.loads(self.cp.kubectl("get", "lease", "externalip-scheduler", "-n",
-                                           NAMESPACE, "-o", "json").stdout)
-        pid = int(str(lease["spec"].get("holderIdentity", "")).rsplit("-", 1)[-1] or 0)
-        for name, proc in list(self.procs.items()):
-            if name.startswith("scheduler-") and proc.popen.pid == pid:
-                self.kill_scheduler(int(name.split("-")[1]))
-                return int(name.split("-")[1])
-        raise RuntimeError(f"no scheduler of this lab holds the leader Lease (pid {pid})")
-
-    # --- the client's view -------------------------------------------------
-    def client_get(self, ip: str, timeout: float = 1.0) -> str | None:
-        """GET http://ip/ from the client namespace; the serving node's name or None."""
-        host = f"[{ip}]" if ":" in ip else ip
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.topology.client, "curl", "-s", "-g",
-             "--max-time", str(timeout), f"http://{host}/"],
-            capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            return None
-        return result.stdout.strip() or None
-
-    def wait_reachable(self, ip: str, within: float = 60.0,
-                       not_from: str | None = None) -> str:
-        """Poll from the client until ip answers (from a node other than not_from)."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            node = self.client_get(ip, timeout=0.5)
-            if node and node != not_from:
-                return node
-            time.sleep(0.05)
-        raise TimeoutError(f"{ip} not reachable from the client within {within}s "
-                           f"(held now by {self.holders(ip) or 'no node'})")
+        for index in range(1, self.schedulers + 1):
+            if self.scheduler_node(index) == node and f"scheduler-{index}" not in self.procs:
+                self.start_scheduler(index)
 
     # --- Kubernetes objects ------------------------------------------------
     def _apply_pools(self) -> None:
@@ -302,7 +340,7 @@ class Lab(StartStop):
              "spec": {"cidr": SUBNET6, "ranges": [list(POOL6)]}},
         ]))
 
-    # --- state for `lab down` ------------------------------------------------
+    # --- state for the commands acting on a running lab ---------------------
     def _save_state(self) -> None:
         if not self.dir.exists():
             return
@@ -310,42 +348,12 @@ class Lab(StartStop):
         if self.cp is not None:
             pids += self.cp.pids()
         state = {"prefix": self.prefix, "owner": os.getpid(), "pids": pids,
+                 "procs": {p.name: p.popen.pid for p in self.procs.values()},
                  "namespaces": self.topology.all_namespaces(), "nodes": self.node_names,
-                 "mode": self.mode,
+                 "mode": self.mode, "proxy_mode": self.proxy_mode, "ready": self.ready,
+                 "control": str(self.dir / "control.sock"),
+                 "kubectl": str(self.cp.bin.kubectl) if self.cp else "",
                  "kubeconfig": str(self.cp.kubeconfig) if self.cp else ""}
-        (self.dir / "state.json").write_text(json.dumps(state, indent=1))
-
-
-def running_labs() -> list[dict[str, object]]:
-    labs = []
-    for state in sorted(STATE_ROOT.glob("*/state.json")):
-        with contextlib.suppress(OSError, ValueError):
-            labs.append(json.loads(state.read_text()))
-    return labs
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def destroy(state: dict[str, object]) -> None:
-    """Remove a lab from its state file: its processes (by PID), namespaces, files."""
-    owner = int(str(state.get("owner", 0)))
-    if owner and owner != os.getpid() and _alive(owner):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(owner, signal.SIGTERM)  # let it clean up after itself first
-        deadline = time.monotonic() + 20
-        while _alive(owner) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    for pid in state.get("pids", []):  # type: ignore[attr-defined]
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
-    for netns in state.get("namespaces", []):  # type: ignore[attr-defined]
-        ip("netns", "del", str(netns), check=False)
-    shutil.rmtree(STATE_ROOT / str(state["prefix"]), ignore_errors=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.dir / "state.json")

@@ -7,12 +7,11 @@ What a real cluster gives MetalLB and the lab does not, written here by hand:
 - a Pod object per speaker, bound to its node, with status.podIP = the node's
   IP: the speakers find each other for memberlist (fast dead-node detection)
   by listing these pods, and each speaker reads its own pod at start;
-- EndpointSlices (no controller-manager runs): MetalLB announces a Service
-  only if it has a ready endpoint (see `endpoint_slice`);
-- kube-proxy's part of the data plane: MetalLB only answers ARP for a VIP, the
-  node must still accept packets to it. kube-proxy in IPVS mode puts VIPs on a
-  dummy link with strict ARP; here a `local` route for the pool range on `lo`
-  with arp_ignore=1/arp_announce=2 does the same (accept, never answer ARP).
+- EndpointSlices: the lab writes them for its pods (MetalLB announces a
+  Service only if it has a ready endpoint).
+The data plane is the lab's own: MetalLB only answers ARP for a VIP, and
+kube-proxy on the node (nftables or iptables mode) DNATs packets to it in
+prerouting, so the node needs no address or route for the VIP.
 
 The controller runs in the root namespace (it only talks to the API); each
 speaker runs in its node namespace through `ip netns exec`, with a kubeconfig
@@ -35,14 +34,11 @@ import yaml
 from externalip_lab.controlplane.binaries import REPO_ROOT
 from externalip_lab.controlplane.server import free_port
 from externalip_lab.lab import PROXY_PORT, Lab, progress
-from externalip_lab.topology import POOL4, ip, node_addresses, sysctl
+from externalip_lab.topology import POOL4, node_addresses
 
 NAMESPACE = "metallb-system"
 BUILD_SCRIPT = REPO_ROOT / "tools" / "build-metallb.sh"
 SPEAKER_LABELS = {"app": "metallb", "component": "speaker"}
-# kube-proxy stand-in: the addresses the node accepts as its own (the lab
-# pool 192.0.2.200-250 and the benchmarks' 192.0.2.128-250 lie in it).
-LOCAL_RANGE = "192.0.2.128/25"
 RBAC_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding",
               "ClusterRoleBinding"}
 
@@ -54,30 +50,22 @@ def build() -> tuple[Path, Path]:
     return Path(out[-2]), Path(out[-1])
 
 
-def endpoint_slice(service: str, namespace: str, nodes: list[str]) -> dict[str, Any]:
-    """A ready endpoint on each node, as the EndpointSlice controller would write
-    for a backend pod per node (hostNetwork, port 80)."""
-    return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{service}-lab", "namespace": namespace,
-                     "labels": {"kubernetes.io/service-name": service,
-                                "endpointslice.kubernetes.io/managed-by": "externalip-lab"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [node_addresses(int(n.removeprefix("node")))[0]],
-                       "conditions": {"ready": True, "serving": True, "terminating": False},
-                       "nodeName": n} for n in nodes],
-        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-    }
-
-
-def load_balancer(name: str, namespace: str) -> dict[str, Any]:
+def load_balancer(name: str, namespace: str, app: str | None = None,
+                  local: bool = False) -> dict[str, Any]:
+    """A LoadBalancer Service selecting the lab pods of `app` (none: a Service
+    without endpoints, which the lab writes no EndpointSlice for)."""
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        # no NodePorts: 30000-32767 holds only 2,768 of them (a 10,000-Service
+        # benchmark ran out), and nothing here reaches a Service through one
+        "allocateLoadBalancerNodePorts": False,
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    if app:
+        spec["selector"] = {"app": app}
+    if local:
+        spec["externalTrafficPolicy"] = "Local"
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace},
-            # no NodePorts: the lab has no kube-proxy, and 30000-32767 holds only
-            # 2,768 of them (a 10,000-Service benchmark ran out)
-            "spec": {"type": "LoadBalancer", "selector": {"app": name},
-                     "allocateLoadBalancerNodePorts": False,
-                     "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 class MetalLB:
@@ -113,7 +101,6 @@ class MetalLB:
             "--webhook-mode=disabled", f"--port={free_port()}", "--log-level=info"])
         for i, node in enumerate(self.lab.node_names, start=1):
             self._speaker_pod(node, node_addresses(i)[0])
-            self._accept_vips(node)
             self.start_speaker(node)
         progress(f"MetalLB: controller and {len(self.lab.node_names)} speakers running")
         return self
@@ -144,16 +131,10 @@ class MetalLB:
         return self.lab.procs["metallb-controller"].popen.pid
 
     def stop(self) -> None:
-        """Stop its processes and undo the kube-proxy stand-in; API objects stay
-        (namespaces never finish deleting without a controller-manager)."""
+        """Stop its processes; API objects stay (namespaces never finish
+        deleting without a controller-manager)."""
         for name in [n for n in self.lab.procs if n.startswith("metallb-")]:
             self.lab.stop_process(name)
-        for node in self.lab.node_names:
-            netns = self.lab.topology.node_ns(node)
-            ip("-n", netns, "route", "del", "local", LOCAL_RANGE, "dev", "lo", check=False)
-            for iface in ("all", "eth0"):
-                sysctl(netns, f"net.ipv4.conf.{iface}.arp_ignore", "0")
-                sysctl(netns, f"net.ipv4.conf.{iface}.arp_announce", "0")
         progress("MetalLB: stopped")
 
     # --- what the cluster would have provided ------------------------------
@@ -176,10 +157,3 @@ class MetalLB:
                   "podIPs": [{"ip": address}], "hostIPs": [{"ip": address}]}
         self.cp.kubectl("patch", "pod", name, "-n", NAMESPACE, "--subresource=status",
                         "--type=merge", "-p", json.dumps({"status": status}))
-
-    def _accept_vips(self, node: str) -> None:
-        netns = self.lab.topology.node_ns(node)
-        for iface in ("all", "eth0"):
-            sysctl(netns, f"net.ipv4.conf.{iface}.arp_ignore", "1")
-            sysctl(netns, f"net.ipv4.conf.{iface}.arp_announce", "2")
-        ip("-n", netns, "route", "replace", "local", LOCAL_RANGE, "dev", "lo")

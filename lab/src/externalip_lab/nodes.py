@@ -15,23 +15,25 @@ from externalip.kube.times import now_rfc3339
 from externalip_lab.controlplane import ControlPlane
 
 
-def create(cp: ControlPlane, name: str, address: str) -> None:
+def create(cp: ControlPlane, name: str, *addresses: str) -> None:
+    """A ready Node with its InternalIPs (IPv4 first, then IPv6, as a
+    dual-stack kubelet reports them: kube-proxy takes its node IPs from here)."""
     cp.apply(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {"ipcontroller": "",
                                               "kubernetes.io/hostname": name}},
     }))
-    set_ready(cp, name, True, address)
+    set_ready(cp, name, True, *addresses)
 
 
-def set_ready(cp: ControlPlane, name: str, ready: bool, address: str = "") -> None:
+def set_ready(cp: ControlPlane, name: str, ready: bool, *addresses: str) -> None:
     status: dict[str, object] = {"conditions": [{
         "type": "Ready", "status": "True" if ready else "False",
         "reason": "KubeletReady" if ready else "LabMarkedNotReady",
         "message": "set by externalip lab", "lastHeartbeatTime": now_rfc3339(),
         "lastTransitionTime": now_rfc3339()}]}
-    if address:
-        status["addresses"] = [{"type": "InternalIP", "address": address},
+    if addresses:
+        status["addresses"] = [*({"type": "InternalIP", "address": a} for a in addresses),
                                {"type": "Hostname", "address": name}]
     cp.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
                "-p", json.dumps({"status": status}))

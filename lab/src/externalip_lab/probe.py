@@ -1,6 +1,9 @@
 """A client-side prober for the lab: runs inside the client namespace and
 GETs http://IP/ every few milliseconds, printing one JSON line whenever the
-answer changes: {"t": <CLOCK_MONOTONIC seconds>, "ip": ..., "node": name or null}.
+node that took the request in changes: {"t": <CLOCK_MONOTONIC seconds>,
+"ip": ..., "node": name or null, "pod": the answering pod or null}. The
+answer comes from a pod through kube-proxy; which node forwarded it is read
+from the client address the pod saw (see `externalip_lab.pods.Answer`).
 
 CLOCK_MONOTONIC is one clock for the whole machine, across network
 namespaces, so the lab can subtract the time it killed a node from the time
@@ -16,14 +19,16 @@ import json
 import sys
 import time
 
+from externalip_lab.pods import Answer
 
-def ask(ip: str, timeout: float) -> str | None:
+
+def ask(ip: str, timeout: float) -> Answer | None:
     host = f"[{ip}]" if ":" in ip else ip
     conn = http.client.HTTPConnection(host.strip("[]"), 80, timeout=timeout)
     try:
         conn.request("GET", "/", headers={"Host": host, "Connection": "close"})
         resp = conn.getresponse()
-        return resp.read().decode().strip() if resp.status == 200 else None
+        return Answer.parse(resp.read().decode()) if resp.status == 200 else None
     except OSError:
         return None
     finally:
@@ -36,9 +41,11 @@ def main(argv: list[str]) -> int:
     timeout = float(argv[2]) if len(argv) > 2 else 0.2
     last: object = ...
     while True:
-        node = ask(ip, timeout)
+        answer = ask(ip, timeout)
+        node = answer.via if answer else None
         if node != last:
-            print(json.dumps({"t": time.monotonic(), "ip": ip, "node": node}), flush=True)
+            print(json.dumps({"t": time.monotonic(), "ip": ip, "node": node,
+                              "pod": answer.pod if answer else None}), flush=True)
             last = node
         time.sleep(interval)
 

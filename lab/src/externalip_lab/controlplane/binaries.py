@@ -21,6 +21,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kubectl: Path
+    kube_proxy: Path
 
 
 class BinariesUnavailableError(RuntimeError):
@@ -28,7 +29,8 @@ class BinariesUnavailableError(RuntimeError):
 
 
 def _in(directory: Path) -> Binaries:
-    return Binaries(directory / "etcd", directory / "kube-apiserver", directory / "kubectl")
+    return Binaries(directory / "etcd", directory / "kube-apiserver", directory / "kubectl",
+                    directory / "kube-proxy")
 
 
 def ensure() -> Binaries:
@@ -36,9 +38,10 @@ def ensure() -> Binaries:
     override = os.environ.get("EXTERNALIP_K8S_BIN")
     if override:
         found = _in(Path(override))
-        if not all(p.exists() for p in (found.etcd, found.kube_apiserver, found.kubectl)):
+        if not all(p.exists() for p in (found.etcd, found.kube_apiserver, found.kubectl,
+                                        found.kube_proxy)):
             raise BinariesUnavailableError(
-                f"EXTERNALIP_K8S_BIN={override} lacks etcd, kube-apiserver or kubectl"
+                f"EXTERNALIP_K8S_BIN={override} lacks etcd, kube-apiserver, kubectl or kube-proxy"
             )
         return found
     if not BUILD_SCRIPT.exists():

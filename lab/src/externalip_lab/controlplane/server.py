@@ -27,9 +27,11 @@ from externalip_lab.processes import StartStop, stop_process
 
 _log = log.get(__name__)
 
-# ClusterIPs only (nothing is ever sent to them here); dual-stack so that
-# RequireDualStack Services are accepted.
-SERVICE_CIDR = "10.96.0.0/16,fd00:10:96::/112"
+# ClusterIPs, from RFC 2544's benchmarking range and the documentation range
+# (never private ranges; the lab's pods use 198.18.0.0/16, the benchmarks'
+# 10,000-address pool 198.19.128.0/17); dual-stack so that RequireDualStack
+# Services are accepted. A /18 holds the benchmarks' 10,000 Services.
+SERVICE_CIDR = "198.19.0.0/18,2001:db8:96::/112"
 
 
 def free_port() -> int:

@@ -1,9 +1,7 @@
-"""The lab's stand-in for kube-proxy plus a pod: an HTTP server in a node's
-namespace that answers every request with the node's name, on every address
-of the namespace (so on any VIP the node holds). The client thus sees which
-node serves a VIP.
+"""A lab pod's program: an HTTP server answering every GET with the pod's
+name, its node and the client address it saw (`pod=.. node=.. client=..`).
 
-    python -m externalip_lab.backend NAME [PORT]
+    python -m externalip_lab.podserver POD NODE [PORT]
 """
 
 from __future__ import annotations
@@ -23,11 +21,13 @@ class _DualStackServer(ThreadingHTTPServer):
         super().server_bind()
 
 
-def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
-    body = f"{name}\n".encode()
-
+def make_handler(pod: str, node: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: connections can outlive a failover
+
         def do_GET(self) -> None:
+            client = self.client_address[0].removeprefix("::ffff:")
+            body = f"pod={pod} node={node} client={client}\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -41,10 +41,9 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str]) -> int:
-    name = argv[0]
-    port = int(argv[1]) if len(argv) > 1 else 80
-    server = _DualStackServer(("::", port), make_handler(name))
-    server.serve_forever()
+    pod, node = argv[0], argv[1]
+    port = int(argv[2]) if len(argv) > 2 else 80
+    _DualStackServer(("::", port), make_handler(pod, node)).serve_forever()
     return 0
 
 
