@@ -20,11 +20,10 @@ NS = "e2e"
 APP = "web"  # the app of the pod every node runs
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    # a short Lease, so the tests see the slow backstop act (or not) in seconds
-    lab = Lab(nodes=3, mode="claims", apps=((NS, APP),),
-              agent_args=("--hb=2s", "--lease-duration=8s"))
+def running_lab(nodes: int = 3, **options: Any) -> Iterator[Lab]:
+    """A lab with a pod of APP on every node and the tests' namespace; removed,
+    every namespace of it, when the generator closes."""
+    lab = Lab(nodes=nodes, mode="claims", apps=((NS, APP),), **options)
     try:
         lab.start()
         assert lab.cp is not None
@@ -33,6 +32,12 @@ def lab() -> Iterator[Lab]:
     finally:
         lab.stop()
         assert leftover_namespaces(lab.prefix) == []
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    # a short Lease, so the tests see the slow backstop act (or not) in seconds
+    yield from running_lab(agent_args=("--hb=2s", "--lease-duration=8s"))
 
 
 @pytest.fixture

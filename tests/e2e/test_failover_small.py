@@ -8,34 +8,21 @@ from collections.abc import Iterator
 import pytest
 
 from externalip_lab.lab import Lab
-from externalip_lab.topology import leftover_namespaces
-from tests.e2e.conftest import APP, NS, claims, service, wait_ingress, wait_reachable
+from tests.e2e.conftest import claims, running_lab, service, wait_ingress, wait_reachable
 from tests.e2e.test_failover import arp_responders, mac_of
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 
-def small_lab(nodes: int) -> Iterator[Lab]:
-    lab = Lab(nodes=nodes, mode="claims", schedulers=1, apps=((NS, APP),))
-    try:
-        lab.start()
-        assert lab.cp is not None
-        lab.cp.ensure_namespace(NS)
-        yield lab
-    finally:
-        lab.stop()
-        assert leftover_namespaces(lab.prefix) == []
-
-
 @pytest.fixture
 def two() -> Iterator[Lab]:
-    yield from small_lab(2)
+    yield from running_lab(2, schedulers=1)
 
 
 @pytest.fixture
 def five() -> Iterator[Lab]:
-    yield from small_lab(5)
+    yield from running_lab(5, schedulers=1)
 
 
 def test_two_nodes_fail_over(two: Lab) -> None:
