@@ -130,7 +130,7 @@ def test_nothing_moves_without_a_fault_even_under_cpu_load(healthy: Lab) -> None
         after = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
                  for n, c in claims(lab).items()}
         assert after == terms
-        assert lab.client_get(ip) == node
+        assert wait_reachable(lab, ip, within=30) == node
 
 
 def test_api_server_restart_removes_nothing_and_watches_resume(healthy: Lab) -> None:

@@ -54,6 +54,8 @@ class PeerSource(Protocol):
 
     def starved(self) -> bool: ...
 
+    def unverified(self, within: float) -> frozenset[str]: ...
+
 
 class HeartbeatPeers:
     """net.heartbeat's view in the core's terms. A beat names the peers it hears
@@ -72,6 +74,11 @@ class HeartbeatPeers:
 
     def starved(self) -> bool:
         return self._hb.view().starved
+
+    def unverified(self, within: float) -> frozenset[str]:
+        """Known peers whose beats failed authentication in the last `within` s."""
+        view = self._hb.view()
+        return frozenset(n for n, at in view.forged.items() if view.at - at <= within)
 
 
 def load_keys(directory: str) -> KeyRing | None:
@@ -157,8 +164,8 @@ class Failover:
             for name, peer in peers.items():
                 self._last_heard[name] = max(self._last_heard.get(name, 0.0), now - peer.age)
             remembered = {n for n, at in self._last_heard.items() if now - at <= MEMBER_MEMORY}
-            unverified = frozenset(n for n, at in self._auth_failed.items()
-                                   if now - at <= self.timing.detect)
+        # every failed beat counts (the alarm callback below is rate-limited)
+        unverified = self._source.unverified(self.timing.detect) if self._source else frozenset()
         return liveness.Evidence(
             me=self.node, peers=peers, unverified=unverified,
             members=frozenset(remembered | self._claim_nodes | {self.node}),
