@@ -59,7 +59,6 @@ from _common import (
 )
 from _impls import APP, SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
-from externalip_lab.faults import leader_index
 from externalip_lab.lab import Lab, progress
 from externalip_lab.topology import ip
 
@@ -207,9 +206,11 @@ class Bench:
             self.lab.freeze_agent(victim)
         elif fault == "leader":  # the node dies with the scheduler leader on it
             self.impl.kill_node(victim)
-            leader = leader_index(self.lab)
-            self.lab.kill_scheduler(leader)
-            self.lab.start_scheduler(leader)  # back as a standby; the leader is gone
+            # every scheduler replica dies with the node: no leader exists while
+            # the address moves (they come back as new candidates at once)
+            for index in range(1, self.lab.schedulers + 1):
+                self.lab.kill_scheduler(index)
+                self.lab.start_scheduler(index)
         else:
             self.impl.kill_program(victim, 9 if fault == "sigkill" else 15)
 
@@ -333,7 +334,7 @@ class Profiler:
 FAULTS = {"node": "node death (link down + program SIGKILL + API cut)",
           "sigkill": "program SIGKILL, node up", "sigterm": "program SIGTERM, node up",
           "frozen": "program frozen (SIGSTOP), node up",
-          "leader": "node death taking the scheduler leader with it"}
+          "leader": "node death with every scheduler replica killed at once"}
 
 
 def _elsewhere(victim: str, node: str | None) -> bool:
