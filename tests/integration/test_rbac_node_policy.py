@@ -110,6 +110,32 @@ def test_agent_writes_status_only_of_claims_assigned_to_it(policy: ControlPlane,
     assert not ok and "claims assigned to it" in err
 
 
+def test_a_standby_may_take_over_and_nobody_else(policy: ControlPlane, unique: str) -> None:
+    """A standby names itself holder, taken from the assigned node; a node that is
+    no standby of the claim may not, nor may a standby hide where it took it from."""
+    claim = f"{unique}-c4"
+    policy.apply(yaml.safe_dump({
+        "apiVersion": "ipcontroller.ext/v1", "kind": "IpClaim", "metadata": {"name": claim},
+        "spec": {"cidr": "198.19.0.4/32", "nodeName": f"{unique}-a",
+                 "standbys": [f"{unique}-b"]}}))
+
+    def take(node: str, taken_from: str) -> tuple[bool, str]:
+        obj = json.loads(policy.kubectl("get", "ipclaim", claim, "-o", "json").stdout)
+        obj["status"] = {"ready": True, "holder": node, "term": 1, "takenFrom": taken_from}
+        return as_agent(policy, node, "replace", "--raw",
+                        f"/apis/ipcontroller.ext/v1/ipclaims/{claim}/status", "-f", "-",
+                        input=json.dumps(obj))
+    try:
+        ok, err = take(f"{unique}-c", f"{unique}-a")
+        assert not ok and "take over one it stands by for" in err
+        ok, err = take(f"{unique}-b", "")
+        assert not ok, "a takeover must say where it took the address from"
+        ok, err = take(f"{unique}-b", f"{unique}-a")
+        assert ok, err
+    finally:
+        policy.kubectl("delete", "ipclaim", claim, "--ignore-not-found")
+
+
 def test_tokens_without_a_node_are_not_restricted(policy: ControlPlane, unique: str) -> None:
     """What the lab's hand-minted tokens are: RBAC alone applies (docs/security.md)."""
     ok, err = as_agent(policy, None, "create", "-f", "-", input=lease(f"{unique}-free"))
