@@ -131,21 +131,37 @@ async def test_429_past_the_retry_budget_is_raised_with_its_retry_after() -> Non
     assert caught.value.retry_after == 30.0 and server.waits == []
 
 
-async def test_connection_reset_is_retried_for_idempotent_verbs_only() -> None:
+async def test_connection_reset_is_retried_for_reads_only() -> None:
     reset = httpx.ReadError("Connection reset by peer")
     server = Recorder([reset, ok()])
-    assert await server.api().replace(CLAIMS, "c1", CLAIM) == CLAIM
+    assert await server.api().get(CLAIMS, "c1") == CLAIM
     assert len(server.requests) == 2
-    server = Recorder([reset, ok()])
-    with pytest.raises(UnreachableError):
-        await server.api().merge_patch(CLAIMS, "c1", {"status": {}}, subresource="status")
-    assert len(server.requests) == 1
+    for write in ("replace", "merge_patch"):
+        server = Recorder([reset, ok()])
+        with pytest.raises(UnreachableError):
+            if write == "replace":
+                await server.api().replace(CLAIMS, "c1", CLAIM)
+            else:
+                await server.api().merge_patch(CLAIMS, "c1", {"status": {}},
+                                               subresource="status")
+        assert len(server.requests) == 1  # decided on a snapshot: the caller decides again
 
 
-async def test_a_refused_connection_is_retried_whatever_the_verb() -> None:
+async def test_a_refused_connection_fails_a_write_at_once_and_a_read_waits() -> None:
     server = Recorder([httpx.ConnectError("Connection refused"), ok()])
-    assert await server.api().create(CLAIMS, CLAIM) == CLAIM
+    with pytest.raises(UnreachableError):
+        await server.api().create(CLAIMS, CLAIM)
+    assert len(server.requests) == 1
+    server = Recorder([httpx.ConnectError("Connection refused"), ok()])
+    assert await server.api().list(CLAIMS) == CLAIM
     assert len(server.requests) == 2
+
+
+async def test_a_put_is_not_repeated_after_a_5xx() -> None:
+    server = Recorder([status(503, "ServiceUnavailable", "etcd leader changed"), ok()])
+    with pytest.raises(ServerError):
+        await server.api().replace(CLAIMS, "c1", CLAIM)
+    assert len(server.requests) == 1
 
 
 async def test_two_seconds_of_latency_is_just_a_slow_answer() -> None:

@@ -56,13 +56,7 @@ class ServerError(ApiError):
 
 
 class UnreachableError(ApiError):
-    """No answer: connection refused or reset, timeout, TLS failure.
-
-    `sent` is False when the request cannot have reached the server (the
-    connection was never made), so repeating it is safe whatever the verb.
-    """
-
-    sent = True
+    """No answer: connection refused or reset, timeout, TLS failure."""
 
 
 _BY_CODE: dict[int, type[ApiError]] = {

@@ -6,13 +6,14 @@ retry, counts and times every request by verb, resource and code, and puts
 the result of every write into the informer cache the caller names, so the
 next pass does not plan the same write again.
 
-Retries: a 429 (or a 503 with Retry-After) waits as long as the server asks;
-a request that never reached the server (connection refused) is repeated
-whatever its verb; a 5xx, a broken body or a reset connection is repeated
-only for GET, PUT and DELETE, which are idempotent (a PUT carries its
-resourceVersion: a repeat of one that did land gets a ConflictError, not a second
-write). Everything stops when `retry_budget` seconds of waiting are spent:
-the callers' own loops retry later, on fresher data.
+Retries: a 429 (or a 503 with Retry-After) waits as long as the server asks,
+whatever the verb: the server says it did nothing. Otherwise only reads are
+repeated (a 5xx, a broken body, a reset or refused connection): a write is
+decided on a snapshot of the caches, and repeating it later, after the API
+came back, would apply a decision the fresh data may no longer support (a
+claim moved off a node that was only unreachable). A failed write goes back
+to the caller, whose next pass decides again on fresh data. Waiting stops
+when `retry_budget` seconds are spent.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from externalip.kube.api.kinds import Kind
 
 FIELD_MANAGER = "externalip"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
-IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 
 REQUESTS = Counter("externalip_api_requests_total",
                    "Requests to the API server, by verb, resource and HTTP code (0: no answer)",
@@ -206,9 +206,7 @@ class Api:
                                             headers=sent)
         except httpx.HTTPError as exc:
             self._observe(verb, kind, 0, started)
-            error = UnreachableError(0, type(exc).__name__, str(exc) or repr(exc))
-            error.sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            raise error from exc
+            raise UnreachableError(0, type(exc).__name__, str(exc) or repr(exc)) from exc
         self._observe(verb, kind, resp.status_code, started)
         if not resp.is_success:
             raise from_response(resp.status_code, resp.content, resp.headers.get("Retry-After"))
@@ -245,13 +243,12 @@ def _watch_event(line: str) -> Object:
 
 def _retry_delay(exc: ApiError, verb: str, attempt: int) -> float | None:
     """Seconds to wait before sending again, or None to give up now."""
-    if exc.retry_after is not None and isinstance(exc, TooManyRequestsError | ServerError):
-        return exc.retry_after
     if isinstance(exc, TooManyRequestsError):
-        return 1.0
-    backoff = 0.2 * 2 ** min(attempt, 5) * random.uniform(0.5, 1.0)
-    if isinstance(exc, UnreachableError):
-        return backoff if verb in IDEMPOTENT or not exc.sent else None
-    if isinstance(exc, ServerError):
-        return backoff if verb in IDEMPOTENT else None
+        return exc.retry_after if exc.retry_after is not None else 1.0
+    if verb != "GET":
+        return None
+    if isinstance(exc, ServerError) and exc.retry_after is not None:
+        return exc.retry_after
+    if isinstance(exc, ServerError | UnreachableError):
+        return 0.2 * 2.0 ** min(attempt, 5) * random.uniform(0.5, 1.0)
     return None
