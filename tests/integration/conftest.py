@@ -16,6 +16,9 @@ def clean(crds: ControlPlane, unique: str) -> Iterator[ControlPlane]:
     namespace of this test's own; everything it made is removed afterwards."""
     crds.kubectl("delete", "ipclaimpools", "--all", "--wait=false")
     crds.kubectl("delete", "ipclaims", "--all", "--wait=false")
+    # agents' inventories left by earlier tests name node addresses (192.0.2.10,
+    # ...) that the scheduler would rightly never allocate
+    crds.kubectl("delete", "ipnodes", "--all", "--wait=false")
     crds.ensure_namespace(unique)
     yield crds
     crds.kubectl("delete", "services", "--all", "-n", unique, "--wait=false")
