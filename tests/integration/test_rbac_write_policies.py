@@ -101,6 +101,20 @@ def test_the_scheduler_writes_only_external_ips_and_the_load_balancer_status(
     assert not ok and "only status.loadBalancer" in err
     svc = json.loads(cp.kubectl("get", "service", "victim", "-n", ns, "-o", "json").stdout)
     assert svc["spec"]["selector"] == {"app": "victim"}
+    # a ClusterIP Service's first external IP (external-ip: auto): the API server
+    # defaults externalTrafficPolicy with it, which the policy lets through
+    cp.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Service",
+                             "metadata": {"name": "auto", "namespace": ns},
+                             "spec": {"ports": [{"port": 80}]}}))
+    ok, err = scheduler("patch", "service", "auto", "-n", ns, "--type=merge", "-p",
+                        '{"spec": {"externalIPs": ["192.0.2.79"]}}')
+    assert ok, err
+    ok, err = scheduler("patch", "service", "auto", "-n", ns, "--type=merge", "-p",
+                        '{"spec": {"externalIPs": null}}')
+    assert ok, err
+    ok, err = scheduler("patch", "service", "auto", "-n", ns, "--type=merge", "-p",
+                        '{"spec": {"externalTrafficPolicy": "Local", "type": "NodePort"}}')
+    assert not ok
 
 
 def event(name: str, ns: str, component: str, reason: str = "Test") -> str:
