@@ -129,7 +129,10 @@ def test_nothing_moves_without_a_fault_even_under_cpu_load(healthy: Lab) -> None
                 proc.wait()
         after = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
                  for n, c in claims(lab).items()}
-        assert after == terms
+        # (a claim of an earlier test may still be on its way out: compare what stays)
+        assert {n: after[n] for n in terms if n in after} == \
+            {n: terms[n] for n in terms if n in after}
+        assert f"{ip.replace('.', '-')}-32" in after
         assert wait_reachable(lab, ip, within=30) == node
 
 
@@ -227,6 +230,7 @@ def test_lossy_links_and_partial_partitions_move_nothing(healthy: Lab, loss: str
     lab = healthy
     with held_service(lab, f"loss-{loss}") as (ip, node):
         before = {n: c["spec"].get("nodeName") for n, c in claims(lab).items()}
+        # (a claim of an earlier test may still be on its way out: compare what stays)
         observer = next(n for n in lab.node_names if n != node)
         if loss == "lossy-link":
             rule = "numgen random mod 100 < 33"
@@ -238,4 +242,7 @@ def test_lossy_links_and_partial_partitions_move_nothing(healthy: Lab, loss: str
                 assert lab.client_get(ip, timeout=1.0) == node
                 time.sleep(0.2)
             assert arp_responders(lab, ip, 1.0) == {mac_of(lab, node)}
-        assert {n: c["spec"].get("nodeName") for n, c in claims(lab).items()} == before
+        after = {n: c["spec"].get("nodeName") for n, c in claims(lab).items()}
+        assert {n: after[n] for n in before if n in after} == \
+            {n: before[n] for n in before if n in after}
+        assert f"{ip.replace('.', '-')}-32" in after
