@@ -359,6 +359,8 @@ class Probe:
         """The longest time after `after` during which no node answered."""
         with self._cond:
             events = [(t, n) for t, n in self.events if t >= after]
+        if not events:  # no change since `after`: it answered all along
+            return 0.0
         ends = [t for t, _ in events[1:]] + [time.monotonic()]
         return max((end - t for (t, n), end in zip(events, ends, strict=True) if n is None),
                    default=0.0)
