@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -446,3 +446,25 @@ class ArpWatch:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+@contextlib.contextmanager
+def scheduler_bench_plane(services_ns: str) -> Iterator[tuple[Any, Api, str]]:
+    """A control plane for scheduler benches: CRDs, the scheduler's account and
+    RBAC, a big IPv6 pool, the Services' namespace; yields (cp, api, kubeconfig
+    of the scheduler's service account)."""
+    import yaml  # noqa: PLC0415 - only the scheduler benches need it
+
+    from externalip_lab.controlplane import ControlPlane  # noqa: PLC0415
+
+    repo = Path(__file__).resolve().parents[1]
+    with ControlPlane() as cp:
+        cp.install_crds(repo / "deploy" / "crds")
+        cp.ensure_namespace("externalip")
+        cp.ensure_namespace(services_ns)
+        cp.apply(repo / "deploy" / "serviceaccounts.yaml")
+        cp.apply(repo / "deploy" / "rbac" / "scheduler.yaml")
+        cp.apply(yaml.safe_dump({"apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool",
+                                 "metadata": {"name": "big"},
+                                 "spec": {"cidr": "2001:db8:100::/104"}}))
+        yield cp, Api(cp), cp.service_account_kubeconfig("externalip", "externalip-scheduler")

@@ -25,10 +25,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-from _common import Api, ServiceWatch, rss_cpu  # type: ignore[import-not-found]
+from _common import (  # type: ignore[import-not-found]
+    Api,
+    ServiceWatch,
+    rss_cpu,
+    scheduler_bench_plane,
+)
 
-from externalip_lab.controlplane import ControlPlane
 from externalip_lab.controlplane.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,18 +107,8 @@ def scheduler_counters(port: int) -> dict[str, float]:
 
 
 def run(count: int, nodes: int, seconds: float) -> None:
-    with ControlPlane() as cp:
-        cp.install_crds(REPO / "deploy" / "crds")
-        cp.ensure_namespace(NS)
-        cp.ensure_namespace(SVC_NS)
-        cp.apply(REPO / "deploy" / "serviceaccounts.yaml")
-        cp.apply(REPO / "deploy" / "rbac" / "scheduler.yaml")
-        cp.apply(yaml.safe_dump({"apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool",
-                                 "metadata": {"name": "big"},
-                                 "spec": {"cidr": "2001:db8:100::/104"}}))
-        api = Api(cp)
+    with scheduler_bench_plane(SVC_NS) as (cp, api, kubeconfig):
         cluster = Cluster(api, [f"node-{i:02}" for i in range(nodes)])
-        kubeconfig = cp.service_account_kubeconfig(NS, "externalip-scheduler")
         log = open(cp.dir / "scheduler.log", "wb")  # noqa: SIM115
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "externalip", "scheduler",

@@ -21,10 +21,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-from _common import Api, ServiceWatch, p99, rss_cpu, summary  # type: ignore[import-not-found]
-
-from externalip_lab.controlplane import ControlPlane
+from _common import (  # type: ignore[import-not-found]
+    Api,
+    ServiceWatch,
+    p99,
+    rss_cpu,
+    scheduler_bench_plane,
+    summary,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NS, SVC_NS = "externalip", "scale"
@@ -72,18 +76,8 @@ class Agents:
 
 
 def run(count: int) -> None:
-    with ControlPlane() as cp:
-        cp.install_crds(REPO / "deploy" / "crds")
-        cp.ensure_namespace(NS)
-        cp.ensure_namespace(SVC_NS)
-        cp.apply(REPO / "deploy" / "serviceaccounts.yaml")
-        cp.apply(REPO / "deploy" / "rbac" / "scheduler.yaml")
-        cp.apply(yaml.safe_dump({"apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool",
-                                 "metadata": {"name": "big"},
-                                 "spec": {"cidr": "2001:db8:100::/104"}}))
-        api = Api(cp)
+    with scheduler_bench_plane(SVC_NS) as (cp, api, kubeconfig):
         agents = Agents(api)
-        kubeconfig = cp.service_account_kubeconfig(NS, "externalip-scheduler")
         log = open(cp.dir / "scheduler.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "externalip", "scheduler",
                                  f"--kubeconfig={kubeconfig}", "--metrics-addr=",
