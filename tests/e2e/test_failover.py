@@ -4,6 +4,7 @@ partition from the API, and a control-plane restart under a running lab."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -113,20 +114,22 @@ def test_a_node_cut_off_from_the_api_keeps_serving(healthy: Lab) -> None:
 
 
 def test_nothing_moves_without_a_fault_even_under_cpu_load(healthy: Lab) -> None:
-    """Busy loops on every core next to the agents: a late agent neither
-    accuses nor votes, so no claim changes hands."""
+    """A busy loop pinned to the CPU of the holder's agent (every thread of it):
+    the agent runs late, says so, and nobody takes its address for that."""
     lab = healthy
     with held_service(lab, "calm") as (ip, node):
         terms = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
                  for n, c in claims(lab).items()}
-        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                   for _ in range(4)]
+        agent = str(lab.procs[f"agent-{node}"].popen.pid)
+        subprocess.run(["taskset", "-a", "-p", "0x1", agent], check=True, capture_output=True)
+        burner = subprocess.Popen(["taskset", "0x1", sys.executable, "-c", "while True: pass"])
         try:
             time.sleep(15)
         finally:
-            for proc in burners:
-                proc.kill()
-                proc.wait()
+            burner.kill()
+            burner.wait()
+            subprocess.run(["taskset", "-a", "-p", f"{(1 << (os.cpu_count() or 2)) - 1:#x}", agent],
+                           check=False, capture_output=True)
         after = {n: ((c.get("status") or {}).get("term"), c["spec"].get("nodeName"))
                  for n, c in claims(lab).items()}
         # (a claim of an earlier test may still be on its way out: compare what stays)

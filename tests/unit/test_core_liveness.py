@@ -51,6 +51,15 @@ def test_a_starved_agent_neither_accuses_nor_votes() -> None:
     assert not is_down(ev2, T, "c")  # us silent, d hears c: 1 of 2, no majority
 
 
+def test_a_peer_that_said_it_runs_late_gets_more_time() -> None:
+    peers = {"b": Peer(FRESH, frozenset({"a"})), "c": Peer(1.0, starved=True)}
+    ev = Evidence(me="a", peers=peers, members=frozenset("abc"))
+    assert not is_down(ev, T, "c")
+    longer = Evidence(me="a", peers={**peers, "c": Peer(1.6, starved=True)},
+                      members=frozenset("abc"))
+    assert is_down(longer, T, "c")
+
+
 def test_nothing_is_judged_before_the_startup_listen_period() -> None:
     ev = view("a", {"b": (FRESH, set()), "c": (STALE, set())}, listening_for=0.1)
     assert not is_down(ev, T, "c")

@@ -33,6 +33,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+# How much longer a peer whose last heartbeat said it runs late may be silent.
+STARVED_STRETCH = 3.0
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -94,6 +97,8 @@ def is_down(ev: Evidence, t: Timing, node: str) -> bool:
     peer = ev.peers.get(node)
     if peer is not None and peer.restarting and peer.age <= t.restart_grace:
         return False  # its addresses stay up while its agent restarts
+    if peer is not None and peer.starved and peer.age <= t.detect * STARVED_STRETCH:
+        return False  # it said it runs late: a late timer is not a death (Lifeguard)
     voters = observers(ev, t, node)
     silent = 1 + sum(1 for n in voters if node not in ev.peers[n].hears)
     return 2 * silent > 1 + len(voters)
