@@ -27,7 +27,18 @@ def held_service(lab: Lab, name: str) -> Iterator[tuple[str, str]]:
     assert lab.cp is not None
     lab.cp.apply(service(name))
     (ip,) = wait_ingress(lab, name)
-    node = wait_reachable(lab, ip)
+    # An address of an earlier test may still linger on a node that was cut off
+    # from the API (it learns of the deletion when it reconnects): start once
+    # exactly the claim's node holds it.
+    claim = f"{ip.replace('.', '-')}-32"
+
+    def settled() -> bool:
+        found = claims(lab).get(claim)
+        return bool(found and (found.get("status") or {}).get("ready")
+                    and lab.holders(ip) == [found["spec"]["nodeName"]])
+    wait_for(settled, within=60, what=f"{ip} held by its claim's node only")
+    node = claims(lab)[claim]["spec"]["nodeName"]
+    assert wait_reachable(lab, ip) == node
     try:
         yield ip, node
     finally:
