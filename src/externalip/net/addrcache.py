@@ -104,8 +104,9 @@ def decode_address(data: bytes | memoryview, offset: int, length: int) -> LinkAd
     cache = attrs.get(IFA_CACHEINFO)
     valid = struct.unpack_from("=I", cache, 4)[0] if cache and len(cache) >= 8 else INFINITY_LIFE
     ip = ipaddress.ip_address(raw)
+    proto = attrs.get(IFA_PROTO, b"")
     return LinkAddress(ifindex=index, interface=ipaddress.ip_interface(f"{ip}/{prefixlen}"),
-                       proto=attrs.get(IFA_PROTO, b"\0")[:1][0] if attrs.get(IFA_PROTO) else 0,
+                       proto=proto[0] if proto else 0,
                        flags=flags, valid_lft=valid)
 
 

@@ -192,6 +192,10 @@ class AddressHolder:
         may need one, forever; `on_link` hears link events too (caches of link
         data drop them)."""
         def changed(event: NetEvent) -> None:
+            if event.kind == "link" and event.ifindex == 0:
+                RECONCILE_ERRORS.labels("netlink-lost").inc()
+                _log.warning("netlink notifications were lost (receive buffer full); "
+                             "the next pass makes a full address dump")
             if event.kind == "link":
                 self.netlink.forget_links()
                 on_link()
