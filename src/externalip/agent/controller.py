@@ -93,8 +93,11 @@ class Agent:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
         with 1,000 claims, each status write would otherwise cost a full pass."""
         name = obj["metadata"]["name"]
-        # the holder matters too: a standby's takeover decides who holds
-        spec = (obj.get("spec"), (obj.get("status") or {}).get("holder"))
+        # The holder matters too: a standby's takeover decides who holds. Our
+        # own name there is the echo of our own status write (5,000 of them
+        # after 5,000 new claims), which changes nothing we decide: not a kick.
+        holder = (obj.get("status") or {}).get("holder")
+        spec = (obj.get("spec"), None if holder == self.node else holder)
         if event == "DELETED":
             self._specs.pop(name, None)
         elif event == "MODIFIED" and self._specs.get(name) == spec:

@@ -173,4 +173,6 @@ class Netlink:
         if not items:
             return {}
         async with self._lock:
-            return run_batch(self._batch, items, build)
+            # In a thread: the kernel takes the RTNL lock, shared by every
+            # namespace of the machine, and a batch may wait on it for a while.
+            return await asyncio.to_thread(run_batch, self._batch, items, build)
