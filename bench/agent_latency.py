@@ -31,6 +31,7 @@ import os
 import select
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -208,7 +209,15 @@ async def bench(args: argparse.Namespace) -> None:
             await latency(rig, kube, args, seen_nl, seen_arp)
             await scale(rig, kube, args, seen_nl)
             await asyncio.sleep(5)  # let the last announcement bursts finish
+            spy = None
+            if args.profile:  # where the idle time goes (py-spy, if installed)
+                spy = subprocess.Popen(  # noqa: ASYNC220 - started, not awaited
+                    ["py-spy", "record", "-p", str(rig.agent.pid), "-d", str(int(args.idle)),
+                     "-r", "100", "-f", "raw", "-o", args.profile, "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rss1, cpu1 = await idle_figures(rig.agent.pid, args.idle)
+            if spy is not None:
+                spy.wait(30)
             print(f"idle, {args.held} addresses: RSS {rss1:.1f} MiB, CPU {cpu1:.2f} % of one "
                   f"core over {args.idle:g}s (spans lifetime renewals)")
             dumps = rig.log().count("full address dump")
@@ -226,6 +235,8 @@ def main() -> None:
     parser.add_argument("--v6", type=int, default=0,
                         help="how many of the --held claims are IPv6 (the kernel's IPv6 "
                              "address changes cost O(addresses) each: see docs/benchmarks.md)")
+    parser.add_argument("--profile", default="",
+                        help="write py-spy's raw samples of the idle agent to this file")
     parser.add_argument("--idle", type=float, default=30.0,
                         help="seconds over which idle CPU is measured")
     args = parser.parse_args()
