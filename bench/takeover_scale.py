@@ -9,7 +9,7 @@ the two others as ordered standbys (alternating, so a dead node's claims
 split over both). Each run kills the node holding the claims of one third
 (`lab fault node-down`: link down, agent SIGKILL, API proxy stopped) and a
 prober in the client namespace asks "who has" for EVERY one of its addresses
-in rounds (all of them, then the next round 50 ms after the last started),
+in rounds (all of them, then the next round 100 ms after the last started),
 recording when each first answers from another MAC. It prints, per run, the
 first, median and last address answering after the kill, and when the API
 recorded the last move (claim status holder); then median and p99 of "the
@@ -37,7 +37,7 @@ from externalip_lab.lab import Lab, progress
 from externalip_lab.topology import CLIENT4, ip
 
 CLAIMS = "/apis/ipcontroller.ext/v1/ipclaims"
-ROUND = 0.05  # seconds between the starts of two probe rounds
+ROUND = 0.1  # seconds between the starts of two probe rounds (the resolution)
 
 
 def claim_body(name: str, cidr: str, node: str, standbys: list[str]) -> dict[str, Any]:
@@ -76,14 +76,35 @@ def holders(api: Api) -> dict[str, str]:
             if (c.get("status") or {}).get("ready")}
 
 
-def wait_held(api: Api, claims: dict[str, tuple[str, str, list[str]]], within: float) -> float:
+def on_node(lab: Lab, node: str) -> set[str]:
+    """The IPv4 addresses on the node's eth0, as the kernel has them."""
+    out = ip("-n", lab.topology.node_ns(node), "-o", "-4", "addr", "show", "dev", "eth0").stdout
+    return {line.split()[3].split("/")[0] for line in out.splitlines()}
+
+
+def settle(lab: Lab, api: Api, claims: dict[str, tuple[str, str, list[str]]],
+           within: float) -> None:
+    """Every address on its node (and on no other), then every status written."""
     start = time.monotonic()
+    want = {n: {c.split("/")[0] for c, node, _ in claims.values() if node == n}
+            for n in lab.node_names}
+    while time.monotonic() - start < within:
+        have = {n: on_node(lab, n) for n in lab.node_names}
+        stray = {a for n in lab.node_names for a in have[n]
+                 if any(a in want[o] for o in lab.node_names if o != n)}
+        if all(want[n] <= have[n] for n in lab.node_names) and not stray:
+            break
+        time.sleep(1)
+    else:
+        raise RuntimeError(f"addresses not on their nodes within {within:.0f}s")
+    progress(f"addresses on their nodes after {time.monotonic() - start:.1f}s")
     while time.monotonic() - start < within:
         held = holders(api)
         if all(held.get(name) == spec[1] for name, spec in claims.items()):
-            return time.monotonic() - start
-        time.sleep(1)
-    raise RuntimeError(f"claims not all held by their nodes within {within:.0f}s")
+            progress(f"statuses written after {time.monotonic() - start:.1f}s")
+            return
+        time.sleep(2)
+    progress(f"statuses still not all written after {within:.0f}s; going on")
 
 
 class Prober:
@@ -179,18 +200,12 @@ def give_back(lab: Lab, api: Api, claims: dict[str, tuple[str, str, list[str]]],
     lab.restore_node(victim)
     mine = {name: spec for name, spec in claims.items() if spec[1] == victim}
     delete_claims(api, list(mine))
-    others = [n for n in lab.node_names if n != victim]
     wanted = {spec[0].split("/")[0] for spec in mine.values()}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        left = sum(1 for n in others for line in ip(
-            "-n", lab.topology.node_ns(n), "-o", "-4", "addr", "show").stdout.splitlines()
-            if line.split()[3].split("/")[0] in wanted)
-        if not left:
-            break
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(wanted & on_node(lab, n) for n in lab.node_names):
         time.sleep(0.5)
     write_claims(api, mine)
-    wait_held(api, claims, 120)
+    settle(lab, api, claims, 900)
 
 
 def main() -> None:
@@ -205,7 +220,7 @@ def main() -> None:
         t0 = time.monotonic()
         write_claims(api, claims)
         progress(f"{args.claims} claims written in {time.monotonic() - t0:.1f}s")
-        progress(f"all held by their nodes {wait_held(api, claims, 300):.1f}s later")
+        settle(lab, api, claims, 1200)
         lasts: list[float] = []
         victim = lab.node_names[0]
         for run in range(args.runs):
