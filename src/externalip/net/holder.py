@@ -52,6 +52,14 @@ def _announce_failed(exc: OSError) -> None:
     _log.warning("announcement failed", error=str(exc))
 
 
+def _failed(step: str, want: Want, reason: str, problems: dict[str, str]) -> None:
+    """A step failed for one address: counted, logged, and its owners told why."""
+    RECONCILE_ERRORS.labels(step).inc()
+    _log.error("address step failed", step=step, address=str(want.interface), reason=reason)
+    for owner in want.owners:
+        problems[owner] = reason
+
+
 class AddressHolder:
     def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None,
                  announce_rate: float = 0.0, *,
@@ -141,11 +149,7 @@ class AddressHolder:
                 reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"
             else:
                 reason = f"cannot add {want.interface} on {want.link}: {os.strerror(code)}"
-            RECONCILE_ERRORS.labels("add").inc()
-            _log.error("address step failed", step="add", address=str(want.interface),
-                       reason=reason)
-            for owner in want.owners:
-                problems[owner] = reason
+            _failed("add", want, reason, problems)
 
     async def _renew_due(self, keep: Iterable[Want], problems: dict[str, str],
                          now: float) -> None:
@@ -159,12 +163,9 @@ class AddressHolder:
             if code is None:
                 self._renewed[(want.link, want.interface)] = now
                 continue
-            RECONCILE_ERRORS.labels("refresh").inc()
-            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
-            _log.error("address step failed", step="refresh", address=str(want.interface),
-                       reason=reason)
-            for owner in want.owners:
-                problems[owner] = reason
+            _failed("refresh", want,
+                    f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}",
+                    problems)
 
     async def adopt(self) -> int:
         """Leave every address carrying our mark exactly as it is, until told more.
