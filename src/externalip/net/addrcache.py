@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 import struct
@@ -82,6 +83,13 @@ class NetEvent:
     ours: bool = False
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _interface(raw: bytes, prefixlen: int) -> IPInterface:
+    """Built once per address: our renewals notify every held address each
+    round, and ipaddress's constructors were most of decoding them."""
+    return ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+
+
 def decode_address(data: bytes | memoryview, offset: int, length: int) -> LinkAddress | None:
     """The ifaddrmsg and attributes of one RTM_NEWADDR/RTM_DELADDR message."""
     family, prefixlen, hflags, _scope, index = struct.unpack_from("=BBBBI", data, offset + 16)
@@ -103,9 +111,8 @@ def decode_address(data: bytes | memoryview, offset: int, length: int) -> LinkAd
     flags = struct.unpack("=I", attrs[IFA_FLAGS])[0] if IFA_FLAGS in attrs else hflags
     cache = attrs.get(IFA_CACHEINFO)
     valid = struct.unpack_from("=I", cache, 4)[0] if cache and len(cache) >= 8 else INFINITY_LIFE
-    ip = ipaddress.ip_address(raw)
     proto = attrs.get(IFA_PROTO, b"")
-    return LinkAddress(ifindex=index, interface=ipaddress.ip_interface(f"{ip}/{prefixlen}"),
+    return LinkAddress(ifindex=index, interface=_interface(raw, prefixlen),
                        proto=proto[0] if proto else 0,
                        flags=flags, valid_lft=valid)
 

@@ -73,6 +73,7 @@ class AddressHolder:
             rate=announce_rate,
         )
         self.held: tuple[Want, ...] = ()
+        self._held_keys: set[tuple[str, IPInterface]] = set()  # (link, address) of `held`
         self._links: dict[str, Link] = {}
         # When each held address was last given a fresh lifetime. Reconciles
         # run on every claim event; renewing 1,000 lifetimes each time would
@@ -102,14 +103,14 @@ class AddressHolder:
         # of ours, still within its lifetime, whose claim has come back) is
         # news to the segment: the clients' ARP/ND entries may still point at
         # the node that held it meanwhile. Announce it as if we had added it.
-        previous = {(w.link, w.interface) for w in self.held}
+        previous = self._held_keys
         for want in todo.keep:
             if (want.link, want.interface) not in previous and want.link in self._links:
                 self.announcer.announce(self._links[want.link], want.interface.ip)
         await self._add(todo.add, problems, now)
 
         self.held = tuple(w for w in todo.held if not any(o in problems for o in w.owners))
-        kept = {(w.link, w.interface) for w in self.held}
+        kept = self._held_keys = {(w.link, w.interface) for w in self.held}
         self._renewed = {k: v for k, v in self._renewed.items() if k in kept}
         ADDRESSES_HELD.set(len(self.held))
         return Result(todo, self.held, problems)
