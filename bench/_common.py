@@ -557,6 +557,14 @@ class AgentRig:
                 agent.wait(20)
 
     def __exit__(self, *exc: object) -> None:
+        keep = os.environ.get("EXTERNALIP_BENCH_KEEP_LOGS")
+        if keep:  # for post-mortems: the agents' logs outlive the rig
+            import shutil  # noqa: PLC0415
+
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for name in self.names:
+                with contextlib.suppress(OSError):
+                    shutil.copy(self.tmp / f"{name}.log", keep)
         self._stack.close()
 
 
