@@ -192,7 +192,7 @@ async def scale(rig: AgentRig, kube: AsyncClient, args: argparse.Namespace,
 
 
 async def bench(args: argparse.Namespace) -> None:
-    with AgentRig("eipb") as rig:
+    with AgentRig("eipb", failover=not args.no_failover) as rig:
         kube = AsyncClient(config=KubeConfig.from_file(rig.admin), field_manager="externalip")
         seen_nl, seen_arp = Seen(), Seen()
         threads = [threading.Thread(target=listen_netlink, args=(rig.nodes[0], seen_nl),
@@ -235,6 +235,9 @@ def main() -> None:
     parser.add_argument("--v6", type=int, default=0,
                         help="how many of the --held claims are IPv6 (the kernel's IPv6 "
                              "address changes cost O(addresses) each: see docs/benchmarks.md)")
+    parser.add_argument("--no-failover", action="store_true",
+                        help="no heartbeat key: the agent without data-plane failover "
+                             "(separates the heartbeats' idle cost from the addresses')")
     parser.add_argument("--profile", default="",
                         help="write py-spy's raw samples of the idle agent to this file")
     parser.add_argument("--idle", type=float, default=30.0,
