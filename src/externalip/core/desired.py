@@ -51,6 +51,11 @@ class World:
     # the node: never allocated, never placed (another node announcing them
     # would steal the node's traffic).
     node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses agents report holding (IpNode status.addresses) -> the node. One
+    # whose claim is gone is still on that node (cut off from the API, it did
+    # not learn of the delete): it is not handed to anyone until released, or
+    # two nodes would answer for it.
+    held: Mapping[IPAddress, str] = field(default_factory=dict)
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -261,6 +266,8 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
+        if current is None and _still_held(alloc, ip, want, out):
+            continue
         spec = ClaimSpec(
             cidr=f"{ip}/{_mask(world, ip)}",
             node_name=current.spec.node_name if current else "",
@@ -292,6 +299,18 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
+
+
+def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> bool:
+    """A node still holds `ip` for a claim that was deleted (it was cut off from
+    the API): creating a new claim now could place it on a second node. It
+    waits until that node reports the address released."""
+    node = alloc.held_elsewhere(ip)
+    if node:
+        out.events += [Event(s, WARNING, "AddressStillHeld",
+                             f"{ip} is still held by node {node} for a deleted claim; "
+                             "waiting until it releases it") for s in sorted(want.services)]
+    return bool(node)
 
 
 def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],

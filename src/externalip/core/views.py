@@ -88,12 +88,24 @@ def node_addresses(nodes: Mapping[str, Mapping[str, Any]],
     """Every node's own address -> the node: Node status.addresses (what the
     kubelet reports) and the IpNode inventory (what the agent sees on the
     node's links). Neither may ever become a Service address."""
-    out: dict[IPAddress, str] = {}
     reported = [(name, [a.get("address", "") for a in
                         (obj.get("status") or {}).get("addresses") or ()])
                 for name, obj in nodes.items()]
     reported += [(name, list((obj.get("status") or {}).get("nodeAddresses") or ()))
                  for name, obj in ipnodes.items()]
+    return _by_address(reported)
+
+
+def held_addresses(ipnodes: Mapping[str, Mapping[str, Any]]) -> dict[IPAddress, str]:
+    """Every address an agent reports holding for a claim (IpNode
+    `status.addresses`) -> the node. A node cut off from the API keeps an
+    address whose claim was deleted meanwhile, and its inventory still says so."""
+    return _by_address([(name, list((obj.get("status") or {}).get("addresses") or ()))
+                        for name, obj in sorted(ipnodes.items())])
+
+
+def _by_address(reported: list[tuple[str, list[Any]]]) -> dict[IPAddress, str]:
+    out: dict[IPAddress, str] = {}
     for name, texts in reported:
         for text in texts:
             try:
