@@ -103,6 +103,10 @@ FLAGS: tuple[Flag, ...] = (
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
          (AGENT, SIMPLE), duration),
+    Flag("port-guard", True,
+         "drop traffic to the addresses held for Services except on the Services' ports "
+         "(and ICMP echo), so host services listening on all addresses do not answer on them",
+         (AGENT,), boolean),
     Flag("api-loss", "keep",
          "when the agent cannot renew its Lease for --lease-duration: keep holding its "
          "addresses (MetalLB-like) or release them (the scheduler may have moved them)",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
@@ -41,6 +42,8 @@ from externalip.kube.informer import Informer
 from externalip.kube.leases import NodeLease
 from externalip.kube.times import now_rfc3339
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder
+from externalip.net.nftfence import FenceError
+from externalip.net.portguard import PortGuard
 
 _log = log.get(__name__)
 STATUS_WRITES_IN_FLIGHT = 8
@@ -62,12 +65,13 @@ def _status_patch(status: ClaimStatus) -> dict[str, Any]:
 
 class Agent:
     def __init__(self, opts: argparse.Namespace, api: Api, holder: AddressHolder,
-                 failover: Failover | None = None):
+                 failover: Failover | None = None, guard: PortGuard | None = None):
         self.opts = opts
         self.node: str = opts.hostname
         self.api = api
         self.holder = holder
         self.failover = failover
+        self.guard = guard
         # the claims this node holds and those it stands by for (to take them
         # over without the API), in one watch
         self.claims = Informer(api, CLAIMS, labels={role_label(self.node): ""})
@@ -129,7 +133,12 @@ class Agent:
             wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
+        ports = {c.name: c.spec.ports for c in claims}
+        own = {i.ip for i in self._own}
+        # guarded before they are added: no moment with every port open
+        self._guard(ports, (*self.holder.held, *(w for w in wants if w.interface.ip not in own)))
         result = await self.holder.reconcile(wants)
+        self._guard(ports, result.held)
         if self.failover is not None:
             self.failover.held(result.held)
             if rearming:
@@ -142,6 +151,21 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
+
+    def _guard(self, ports: dict[str, tuple[tuple[str, int], ...]],
+               held: Iterable[Want]) -> None:
+        """Let traffic to these addresses in only on their claims' ports (net.portguard)."""
+        if self.guard is None:
+            return
+        open_ports: dict[IPAddress, set[tuple[str, int]]] = {}
+        for want in held:
+            open_ports.setdefault(want.interface.ip, set()).update(
+                p for owner in want.owners for p in ports.get(owner, ()))
+        try:
+            self.guard.hold(open_ports)
+        except FenceError as exc:
+            RECONCILE_ERRORS.labels("portguard").inc()
+            _log.error("cannot update the port guard", error=str(exc))
 
     async def report(self) -> None:
         """Write what the last reconcile found: Events, claim statuses, IpNode."""

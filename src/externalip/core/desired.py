@@ -275,6 +275,7 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             pool=(current.spec.pool if current and current.spec.pool else want.pool),
             services=tuple(sorted(want.services)),
             sharing_key=want.sharing_key,
+            ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
         )
         eligible = _eligible(world, spec)
         spec = _record_takeover(current, spec, eligible, out)

@@ -174,6 +174,9 @@ class ClaimSpec:
     # Nodes that take the address over, in order, when the holder dies
     # (decided ahead of time so no write stands between a death and a takeover).
     standbys: tuple[str, ...] = ()
+    # (protocol, port) of the owning Services: the only ports the agent's port
+    # guard (net.portguard) lets reach the node on this address.
+    ports: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
@@ -185,6 +188,8 @@ class ClaimSpec:
             services=tuple(sorted(d.get("services") or ())),
             sharing_key=str(d.get("sharingKey") or ""),
             standbys=tuple(str(n) for n in d.get("standbys") or ()),
+            ports=tuple(sorted((str(p.get("protocol") or "TCP"), int(p["port"]))
+                               for p in d.get("ports") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +206,8 @@ class ClaimSpec:
             out["services"] = list(self.services)
         if self.standbys:
             out["standbys"] = list(self.standbys)
+        if self.ports:
+            out["ports"] = [{"protocol": proto, "port": port} for proto, port in self.ports]
         return out
 
 
