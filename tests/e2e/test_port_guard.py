@@ -29,7 +29,8 @@ while True:
 
 def client_reaches(lab: Lab, addr: str, port: int) -> bool:
     code = ("import socket,sys\ntry:\n"
-            f" s=socket.create_connection(({addr!r},{port}),timeout=1.5);print(s.recv(4).decode())\n"
+            f" s=socket.create_connection(({addr!r},{port}),timeout=1.5)\n"
+            " print(s.recv(4).decode())\n"
             "except OSError as e:\n print('no',e)")
     done = subprocess.run(["ip", "netns", "exec", lab.topology.client, sys.executable, "-c", code],
                           capture_output=True, text=True, check=False)

@@ -5,12 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from externalip import log
+from externalip.health import serve
+from externalip.kube.api import Api
+from externalip.kube.metricsauth import MetricsAuthorizer
 
 _log = log.get(__name__)
+
+
+async def serve_endpoints(opts: Any, api: Api,
+                          ready: Callable[[], bool]) -> list[asyncio.Server]:
+    """/metrics, /healthz, /readyz as the flags say (--metrics-addr,
+    --health-addr, --metrics-auth)."""
+    authorize = MetricsAuthorizer(api) if opts.metrics_auth else None
+    return await serve(opts.metrics_addr, ready, health_addr=opts.health_addr,
+                       authorize=authorize)
+
+
+def close_all(servers: list[asyncio.Server]) -> None:
+    for server in servers:
+        server.close()
 
 
 async def until_signal(jobs: list[Coroutine[Any, Any, None]]) -> int:
