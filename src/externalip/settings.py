@@ -118,7 +118,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("port-guard", True,
          "drop traffic to the addresses held for Services except on the Services' ports "
          "(and ICMP echo), so host services listening on all addresses do not answer on them",
-         (AGENT,), boolean),
+         (AGENT, SIMPLE), boolean),
     Flag("api-loss", "keep",
          "when the agent cannot renew its Lease for --lease-duration: keep holding its "
          "addresses (MetalLB-like) or release them (the scheduler may have moved them)",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Iterable
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
@@ -42,8 +41,7 @@ from externalip.kube.informer import Informer
 from externalip.kube.leases import NodeLease
 from externalip.kube.times import now_rfc3339
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder
-from externalip.net.nftfence import FenceError
-from externalip.net.portguard import PortGuard
+from externalip.net.portguard import PortGuard, guard_held
 
 _log = log.get(__name__)
 STATUS_WRITES_IN_FLIGHT = 8
@@ -136,9 +134,10 @@ class Agent:
         ports = {c.name: c.spec.ports for c in claims}
         own = {i.ip for i in self._own}
         # guarded before they are added: no moment with every port open
-        self._guard(ports, (*self.holder.held, *(w for w in wants if w.interface.ip not in own)))
+        guard_held(self.guard, (*self.holder.held,
+                                *(w for w in wants if w.interface.ip not in own)), ports)
         result = await self.holder.reconcile(wants)
-        self._guard(ports, result.held)
+        guard_held(self.guard, result.held, ports)
         if self.failover is not None:
             self.failover.held(result.held)
             if rearming:
@@ -151,21 +150,6 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
-
-    def _guard(self, ports: dict[str, tuple[tuple[str, int], ...]],
-               held: Iterable[Want]) -> None:
-        """Let traffic to these addresses in only on their claims' ports (net.portguard)."""
-        if self.guard is None:
-            return
-        open_ports: dict[IPAddress, set[tuple[str, int]]] = {}
-        for want in held:
-            open_ports.setdefault(want.interface.ip, set()).update(
-                p for owner in want.owners for p in ports.get(owner, ()))
-        try:
-            self.guard.hold(open_ports)
-        except FenceError as exc:
-            RECONCILE_ERRORS.labels("portguard").inc()
-            _log.error("cannot update the port guard", error=str(exc))
 
     async def report(self) -> None:
         """Write what the last reconcile found: Events, claim statuses, IpNode."""

@@ -27,6 +27,11 @@ def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: 
     return bool(klass == lb_class) if klass else default_class
 
 
+def service_ports(spec: Mapping[str, Any]) -> frozenset[tuple[str, int]]:
+    """(protocol, port) of a Service's spec."""
+    return frozenset((p.get("protocol", "TCP"), int(p["port"])) for p in spec.get("ports") or ())
+
+
 def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> ServiceView:
     meta, spec = obj["metadata"], obj.get("spec") or {}
     annotations = meta.get("annotations") or {}
@@ -51,8 +56,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         requested=requested,
         pool=annotations.get(POOL_ANNOTATION, ""),
         sharing_key=annotations.get(SHARING_ANNOTATION, ""),
-        ports=frozenset((p.get("protocol", "TCP"), int(p["port"]))
-                        for p in spec.get("ports") or ()),
+        ports=service_ports(spec),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
     )

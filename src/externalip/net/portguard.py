@@ -24,8 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from externalip import log
 from externalip.core.addresses import IPAddress
+from externalip.core.holding import Want
+from externalip.net.holder import RECONCILE_ERRORS
 from externalip.net.nftfence import BATCH, FenceError, Nft
+
+_log = log.get(__name__)
 
 TABLE = "inet externalip_guard"
 Port = tuple[str, int]  # ("TCP", 80)
@@ -101,6 +106,24 @@ add rule {t} guard6 counter drop
 
     def close(self) -> None:
         self._nft.close()
+
+
+def guard_held(guard: PortGuard | None, held: Iterable[Want],
+               ports: Mapping[str, Iterable[Port]]) -> None:
+    """Guard the held addresses, each open on the ports of its owners (claims in
+    claims mode, Services in simple mode); a refusal by nft is logged and
+    counted, and the next reconcile tries again."""
+    if guard is None:
+        return
+    open_ports: dict[IPAddress, set[Port]] = {}
+    for want in held:
+        open_ports.setdefault(want.interface.ip, set()).update(
+            p for owner in want.owners for p in ports.get(owner, ()))
+    try:
+        guard.hold(open_ports)
+    except FenceError as exc:
+        RECONCILE_ERRORS.labels("portguard").inc()
+        _log.error("cannot update the port guard", error=str(exc))
 
 
 def elements(ports: Mapping[IPAddress, Iterable[Port]]) -> list[str]:

@@ -21,8 +21,7 @@ from externalip.net.heartbeat import Heartbeats
 from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.net.nftfence import Fence, FenceError
-from externalip.net.portguard import PortGuard
-from externalip.programs.run import close_all, serve_endpoints, until_signal
+from externalip.programs.run import close_all, port_guard, serve_endpoints, until_signal
 
 _log = log.get(__name__)
 
@@ -34,7 +33,7 @@ async def run(opts: argparse.Namespace) -> int:
     api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
-    agent = Agent(opts, api, holder, failover, _port_guard(opts))
+    agent = Agent(opts, api, holder, failover, port_guard(opts))
     await holder.adopt()
     macs = OwnMacs()
     watcher = ConflictWatcher(agent.heard, macs)
@@ -79,22 +78,6 @@ def restart_grace(opts: argparse.Namespace) -> float:
     re-place the claims once the Lease lapses, and the old fence must be shut
     by then."""
     return float(max(0.0, min(opts.restart_grace, opts.lease_duration - opts.hb)))
-
-
-def _port_guard(opts: argparse.Namespace) -> PortGuard | None:
-    """--port-guard: only the Services' ports reach the node on our addresses."""
-    if not opts.port_guard:
-        _log.warning("port guard off (--port-guard=false): every host service that listens "
-                     "on all addresses answers on the Service addresses too")
-        return None
-    try:
-        guard = PortGuard()
-        guard.install()
-    except (FenceError, OSError) as exc:
-        _log.error("cannot install the port guard: host services answer on the Service "
-                   "addresses", error=str(exc))
-        return None
-    return guard
 
 
 def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | None]:

@@ -22,7 +22,7 @@ from externalip.kube.informer import Informer
 from externalip.loops import drive
 from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
-from externalip.programs.run import close_all, serve_endpoints, until_signal
+from externalip.programs.run import close_all, port_guard, serve_endpoints, until_signal
 
 _log = log.get(__name__)
 
@@ -34,7 +34,7 @@ async def run(opts: argparse.Namespace) -> int:
     api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     simple = Simple(opts, Informer(api, SERVICES), holder,
-                    EventRecorder(api, "externalip-simple"))
+                    EventRecorder(api, "externalip-simple"), port_guard(opts))
     await holder.adopt()
     servers = await serve_endpoints(opts, api,
                                     lambda: simple.services.synced and simple.reconciled)
