@@ -115,6 +115,10 @@ FLAGS: tuple[Flag, ...] = (
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
          (AGENT, SIMPLE), duration),
+    Flag("probe", True,
+         "before an address is first placed, probe the segment for it (ARP probe, IPv6 "
+         "duplicate address detection) and refuse it if another host answers", (AGENT,),
+         boolean),
     Flag("port-guard", True,
          "drop traffic to the addresses held for Services except on the Services' ports "
          "(and ICMP echo), so host services listening on all addresses do not answer on them",

@@ -54,7 +54,8 @@ class Allocator:
         if version not in self._taken:
             self._taken[version] = {int(ip) for ip in (*self.by_ip, *self.want,
                                                        *self.world.node_addresses,
-                                                       *self.world.held)
+                                                       *self.world.held,
+                                                       *self.world.conflicts)
                                     if ip.version == version}
         return self._taken[version]
 

@@ -225,6 +225,9 @@ class ClaimStatus:
     # The node a standby took the address from; while the claim is still
     # assigned to that node, the takeover is newer than the assignment.
     taken_from: str = ""
+    # Another host on the segment uses the address (the MAC that answered the
+    # agent's probe): the scheduler's pool skips it (scheduler.conflicts).
+    conflict: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
@@ -236,20 +239,16 @@ class ClaimStatus:
             message=str(d.get("message") or ""),
             term=int(d.get("term") or 0),
             taken_from=str(d.get("takenFrom") or ""),
+            conflict=str(d.get("conflict") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ready": self.ready}
-        if self.holder:
-            out["holder"] = self.holder
-        if self.since:
-            out["since"] = self.since
-        if self.message:
-            out["message"] = self.message
-        if self.term:
-            out["term"] = self.term
-        if self.taken_from:
-            out["takenFrom"] = self.taken_from
+        for key, value in (("holder", self.holder), ("since", self.since),
+                           ("message", self.message), ("term", self.term),
+                           ("takenFrom", self.taken_from), ("conflict", self.conflict)):
+            if value:
+                out[key] = value
         return out
 
 

@@ -40,6 +40,7 @@ from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import metrics, relevance
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.leases.add_handler(self._on_lease)
         self.backoff = Backoff()
         self.refusals = Refusals()
+        self.conflicts = Conflicts()
         self._alive_at_pass: set[str] | None = None
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
@@ -186,6 +188,7 @@ class Scheduler:
             held=views.held_addresses({n: o for n, o in self.ipnodes.store.items()
                                        if n in self.nodes.store}),
             refused=self.refusals.observe(self.claims.store),
+            conflicts=self.conflicts.observe(self.claims.store),
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
