@@ -27,14 +27,8 @@ import time
 from collections.abc import Collection
 
 from externalip.core.addresses import IPAddress
-from externalip.net.announce import (
-    ARP_REQUEST,
-    BROADCAST,
-    ETH_P_ARP,
-    ETH_P_IPV6,
-    parse_arp,
-    parse_na,
-)
+from externalip.net.announce import ARP_REQUEST, BROADCAST, ETH_P_ARP, ETH_P_IPV6, parse_arp
+from externalip.net.conflict import claimed_address
 
 ND_NEIGHBOR_SOLICIT = 135
 PACKET_OUTGOING = 4
@@ -81,23 +75,12 @@ def _probe_frame(mac: bytes, ip: IPAddress) -> bytes:
 def foreign_claim(frame: bytes, candidates: Collection[IPAddress],
                   own: Collection[bytes]) -> tuple[IPAddress, bytes] | None:
     """(address, MAC) if this frame shows another host using or probing a candidate."""
-    arp = parse_arp(frame)
-    if arp is not None:
-        mac = arp["sender_mac"]
-        assert isinstance(mac, bytes)
-        if mac in own:
-            return None
-        sender, target = arp["sender_ip"], arp["target_ip"]
-        if sender in candidates:  # it answers for it, or announces it
-            return sender, mac  # type: ignore[return-value]
-        if sender == ipaddress.IPv4Address(0) and target in candidates:  # it probes it too
-            return target, mac  # type: ignore[return-value]
-        return None
-    na = parse_na(frame)
-    if na is not None and na["eth_src"] not in own and na["target"] in candidates:
-        mac = na["target_mac"] or na["eth_src"]
-        assert isinstance(mac, bytes)
-        return na["target"], mac  # type: ignore[return-value]
+    claimed = claimed_address(frame)  # it answers for it, or announces it
+    if claimed is not None:
+        return claimed if claimed[0] in candidates and claimed[1] not in own else None
+    arp = parse_arp(frame)  # it probes the same address at the same time
+    if arp is not None and arp["target_ip"] in candidates and arp["sender_mac"] not in own:
+        return arp["target_ip"], arp["sender_mac"]  # type: ignore[return-value]
     return None
 
 
