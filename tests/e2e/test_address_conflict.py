@@ -21,7 +21,21 @@ from tests.helpers import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
 
 
+def settled(lab: Lab) -> bool:
+    """No claim of a deleted Service left, no node holding an address without a
+    claim: the next free address is the one the pool gives next."""
+    services = {f"{s['metadata']['namespace']}/{s['metadata']['name']}"
+                for s in get(lab, "services", "-A")["items"]}
+    current = claims(lab).values()
+    ips = {c["spec"]["cidr"].split("/")[0] for c in current}
+    inventories = {a for n in get(lab, "ipnodes")["items"]
+                   for a in (n.get("status") or {}).get("addresses") or ()}
+    return all(set(c["spec"].get("services") or ()) <= services for c in current) \
+        and inventories <= ips
+
+
 def next_free(lab: Lab) -> str:
+    wait_for(lambda: settled(lab), within=60, what="claims and inventories settled")
     taken = {c["spec"]["cidr"].split("/")[0] for c in claims(lab).values()}
     first, last = (int(ipaddress.ip_address(a)) for a in POOL4)
     return next(str(ipaddress.ip_address(n)) for n in range(first, last + 1)
