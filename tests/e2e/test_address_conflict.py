@@ -1,8 +1,9 @@
-"""An address another host uses on the LAN is not placed (issue 12, item 11):
-a host outside the cluster holds the address the pool would hand out next;
-the agent's probe finds it, the Service gets another address with a Warning
-`AddressConflict`, and the client still resolves the foreign host's address
-to the foreign host only."""
+"""Address conflicts on the wire (issue 12, item 11). A host outside the
+cluster holds the address the pool would hand out next: the agent's probe
+finds it, the Service gets another address with a Warning `AddressConflict`,
+and the client still resolves the address to the foreign host only. A host
+that later announces an address a node holds raises the same Warning on the
+claim; the node keeps the address."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,15 +60,28 @@ def mac_answering(lab: Lab, address: str) -> str:
                           check=True).stdout.strip()
 
 
-def test_an_address_in_use_on_the_lan_is_skipped_with_a_warning(lab: Lab) -> None:
+@pytest.fixture
+def foreign(lab: Lab) -> Iterator[str]:
+    """A host outside the cluster on the lab's segment (its namespace)."""
+    netns = f"{lab.prefix}-foreign"
+    lab.topology.attach_extra(netns, "vforeign", "192.0.2.98", "2001:db8::98")
+    try:
+        yield netns
+    finally:
+        ip("netns", "del", netns, check=False)
+        lab.topology.extra.remove(netns)
+
+
+def mac_in(netns: str) -> str:
+    return str(json.loads(ip("-j", "-n", netns, "link", "show", "dev", "eth0").stdout)[0]
+               ["address"])
+
+
+def test_an_address_in_use_on_the_lan_is_skipped_with_a_warning(lab: Lab, foreign: str) -> None:
     assert lab.cp is not None
     taken = next_free(lab)
-    foreign = f"{lab.prefix}-foreign"
-    lab.topology.attach_extra(foreign, "vforeign", "192.0.2.98", "2001:db8::98")
+    ip("-n", foreign, "addr", "add", f"{taken}/24", "dev", "eth0")
     try:
-        ip("-n", foreign, "addr", "add", f"{taken}/24", "dev", "eth0")
-        foreign_mac = json.loads(ip("-j", "-n", foreign, "link", "show", "dev", "eth0")
-                                 .stdout)[0]["address"]
         lab.cp.apply(service("conflicted"))
         wait_for(lambda: any(w.startswith("AddressConflict:") and taken in w
                              for w in warnings(lab, "conflicted")),
@@ -75,15 +90,45 @@ def test_an_address_in_use_on_the_lan_is_skipped_with_a_warning(lab: Lab) -> Non
         (other,) = wait_ingress(lab, "conflicted")
         assert other != taken
         holder = lab.wait_reachable(other)  # the Service answers on its new address
+        assert holder in lab.node_names
         assert lab.holders(taken) == []  # no node took the foreign host's address
-        assert mac_answering(lab, taken) == foreign_mac
+        assert mac_answering(lab, taken) == mac_in(foreign)
         wait_for(lambda: f"{taken.replace('.', '-')}-32" not in claims(lab), within=60,
                  what="the conflicted claim deleted")
-        assert holder in lab.node_names
     finally:
         lab.cp.kubectl("delete", "service", "conflicted", "-n", NS, check=False)
-        ip("netns", "del", foreign, check=False)
-        lab.topology.extra.remove(foreign)
+
+
+ANNOUNCE = """
+import ipaddress, socket, sys
+from externalip.net.announce import ARP_REQUEST, arp_frame
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(("eth0", 0x0806))
+for _ in range(3):
+    s.send(arp_frame(s.getsockname()[4], ipaddress.ip_address(sys.argv[1]), ARP_REQUEST))
+"""
+
+
+def test_a_foreign_announcement_of_a_held_address_raises_a_warning(lab: Lab,
+                                                                   foreign: str) -> None:
+    """A host that announces an address a node holds (gratuitous ARP with our
+    address as sender): Warning AddressConflict on the claim; the node keeps it."""
+    assert lab.cp is not None
+    lab.cp.apply(service("announced"))
+    (vip,) = wait_ingress(lab, "announced")
+    holder = lab.wait_reachable(vip)
+    claim = f"{vip.replace('.', '-')}-32"
+    try:
+        subprocess.run(["ip", "netns", "exec", foreign, sys.executable, "-c", ANNOUNCE, vip],
+                       check=True, timeout=30)
+        mac = mac_in(foreign)
+        wait_for(lambda: any(e["reason"] == "AddressConflict" and mac in e["message"]
+                             for e in get(lab, "events", "-n", "default", "--field-selector",
+                                          f"involvedObject.name={claim}")["items"]),
+                 within=60, what=f"a Warning AddressConflict on claim {claim}")
+        assert lab.holders(vip) == [holder]  # kept: the API says it is ours
+    finally:
+        lab.cp.kubectl("delete", "service", "announced", "-n", NS, check=False)
 
 
 def ingress_is_not(lab: Lab, address: str) -> bool:
