@@ -34,7 +34,7 @@ from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
-from externalip.core.holding import Want
+from externalip.core.holding import Want, may_hold
 from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
 from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
@@ -141,8 +141,7 @@ class Agent:
             *own, *(w.interface.ip for w in self.holder.held)})
         invalid.update(self.conflicts.problems())
         # guarded before they are added: no moment with every port open
-        guard_held(self.guard, (*self.holder.held,
-                                *(w for w in wants if w.interface.ip not in own)), ports)
+        guard_held(self.guard, (*self.holder.held, *may_hold(wants, self._own)), ports)
         result = await self.holder.reconcile(wants)
         guard_held(self.guard, result.held, ports)
         if self.failover is not None:

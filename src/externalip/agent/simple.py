@@ -12,6 +12,7 @@ import asyncio
 from externalip import log
 from externalip.core import views
 from externalip.core.addresses import IPInterface
+from externalip.core.holding import may_hold
 from externalip.core.model import MESSAGE_MAX
 from externalip.core.simple import SimpleOptions, wants_from_services
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
@@ -48,9 +49,7 @@ class Simple:
         wants, invalid = wants_from_services(list(self.services.store.values()), self.options)
         ports = {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}":
                  views.service_ports(o.get("spec") or {}) for o in self.services.store.values()}
-        own = {i.ip for i in self._own}
-        guard_held(self.guard, (*self.holder.held,
-                                *(w for w in wants if w.interface.ip not in own)), ports)
+        guard_held(self.guard, (*self.holder.held, *may_hold(wants, self._own)), ports)
         result = await self.holder.reconcile(wants)
         guard_held(self.guard, result.held, ports)
         self._own = result.plan.own
