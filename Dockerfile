@@ -36,6 +36,11 @@ RUN --mount=type=secret,id=ca,required=false \
 
 # --- run: the base and the virtualenv, nothing else ----------------------
 FROM ${BASE}
+# libnftables1: the agent's fence (net/nftfence.py loads it with ctypes); without
+# it a frozen agent's node could keep answering for its addresses
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnftables1 >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY --from=build /opt/externalip /opt/externalip
 RUN groupadd --gid 65532 externalip \
  && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin externalip

@@ -23,6 +23,8 @@ if [ ! -s "$tarball" ]; then
   start=$SECONDS
   mmdebstrap --quiet --format=tar --variant=apt --include=python3 \
     --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     "$SUITE" "$tarball.tmp" "$MIRROR"
   mv "$tarball.tmp" "$tarball"

@@ -31,9 +31,11 @@ else
   done
   # host network: the build reaches Debian and PyPI as this machine does,
   # and podman creates no bridge or NAT rules here
+  old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   podman build --quiet --network host --pull=never --layers --build-arg "BASE=$base" \
     "${ca[@]}" --label "externalip.inputs=$hash" -t "$IMAGE" -f "$repo/Dockerfile" "$repo" >/dev/null
-  podman image prune --force >/dev/null  # the previous build's layers, now untagged
+  # the previous build, now untagged (its stages stay as the layer cache)
+  [ -z "$old" ] || podman rmi "$old" >/dev/null 2>&1 || true
 fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 log "$IMAGE: $((size / 1000000)) MB, ready in $((SECONDS - start))s; Python packages:"
