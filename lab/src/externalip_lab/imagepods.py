@@ -60,6 +60,7 @@ class ImagePods:
         self._threads: list[threading.Thread] = []
         self._netns: dict[str, ApiProxy] = {}
         self._backoff: dict[str, float] = {}
+        self.rolling = False  # a pod is being replaced
 
     # --- helm --------------------------------------------------------------
     def helm(self, *args: str) -> str:
@@ -261,10 +262,14 @@ class ImagePods:
                 pod = self.pods[name]
                 if self._stop.is_set() or not name.startswith(prefix) or pod.revision == rev:
                     continue
-                if workload["kind"] == "DaemonSet":
-                    self._replace(pod, template, rev)
-                else:
-                    self._surge(pod, template, rev)
+                self.rolling = True
+                try:
+                    if workload["kind"] == "DaemonSet":
+                        self._replace(pod, template, rev)
+                    else:
+                        self._surge(pod, template, rev)
+                finally:
+                    self.rolling = False
 
     def _replace(self, old: Pod, template: dict[str, Any], rev: str) -> None:
         """maxUnavailable 1: the node's pod stops (its grace period), the new one
@@ -289,7 +294,10 @@ class ImagePods:
         self.event(f"{old.name} replaced by {new.name} (revision {rev})")
 
     def rolled_out(self) -> bool:
-        """Every running pod is at its workload's current revision and ready."""
+        """Every running pod is at its workload's current revision and ready,
+        and no pod is being replaced."""
+        if self.rolling:
+            return False
         current = {w["spec"]["template"]["spec"]["containers"][0]["name"]:
                    kubelet.revision(w["spec"]["template"]) for w in self.workloads()}
         return all(pod.ready and pod.revision == current.get(pod.name.rsplit("-", 1)[0])
