@@ -13,15 +13,14 @@ Service loses no request and no address changes node.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from externalip_lab import podman
 from externalip_lab.lab import Lab
+from externalip_lab.poller import Poller
 from tests.e2e.conftest import NS, ingress_ips, running_lab, service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("podman") is None,
@@ -90,62 +89,12 @@ def wait_ingress(lab: Lab, name: str, timeout: float = 30.0) -> str:
     return ingress_ips(lab, name)[0]
 
 
-@dataclass
-class Poller:
-    """A client asking every Service in turn, all the time, as users would."""
-
-    lab: Lab
-    ips: list[str]
-    lost: list[tuple[float, str]] = field(default_factory=list)
-    nodes: dict[str, set[str]] = field(default_factory=dict)
-    longest_gap: float = 0.0  # between two answers of one Service (others asked meanwhile)
-    slowest: float = 0.0  # the longest single answered request
-    requests: int = 0
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        last = {ip: time.monotonic() for ip in self.ips}
-        while not self._stop.is_set():
-            for ip in self.ips:
-                asked = time.monotonic()
-                answer = self.lab.client_answer(ip, timeout=1.0)
-                now = time.monotonic()
-                self.requests += 1
-                if answer is None:
-                    self.lost.append((now, ip))
-                    continue
-                self.nodes.setdefault(ip, set()).add(answer.via)
-                self.longest_gap = max(self.longest_gap, now - last[ip])
-                self.slowest = max(self.slowest, now - asked)
-                last[ip] = now
-            time.sleep(0.05)
-
-
 def roll(lab: Lab, change: str, ips: list[str]) -> Poller:
     assert lab.image is not None
-    since = len(lab.image.events)
     with Poller(lab, ips) as poller:
         time.sleep(1.0)
-        if change == "rollback":
-            lab.image.rollback()
-        else:
-            lab.image.upgrade(change)
-        time.sleep(2.0)  # the controllers poll the workloads every second
-        lab.image.wait_rolled_out()
+        replaced = lab.image.roll(None if change == "rollback" else change)
         time.sleep(2.0)
-    replaced = [text.split()[0] for _, text in lab.image.events[since:]
-                if " replaced" in text]
     # the agents one node at a time, then the schedulers
     assert replaced[:3] == ["agent-node1", "agent-node2", "agent-node3"], replaced
     assert len(replaced) == 5 and all(r.startswith("scheduler-") for r in replaced[3:]), replaced
@@ -173,7 +122,5 @@ def test_rolling_upgrade_and_rollback_lose_no_request(lab: Lab,
     assert images == {lab.image.image}, "rollback returns every pod to the first image"
     with capsys.disabled():
         for change, poller in results.items():
-            print(f"\n[image] {'upgrade' if change != 'rollback' else 'rollback'}: "
-                  f"{poller.requests} requests to {len(ips)} Services, none lost, "
-                  f"longest gap between two answers of one Service {poller.longest_gap:.2f}s, "
-                  f"slowest request {poller.slowest:.2f}s")
+            print(f"\n[image] {'rollback' if change == 'rollback' else 'upgrade'}: "
+                  f"{poller.report()}")

@@ -95,6 +95,17 @@ class ImagePods:
         self.helm("rollback", RELEASE)
         self.event("helm rollback")
 
+    def roll(self, image: str | None) -> list[str]:
+        """`helm upgrade` to image (None: `helm rollback`) and wait until every
+        pod runs the new template; the pods replaced, in order."""
+        since = len(self.events)
+        if image is None:
+            self.rollback()
+        else:
+            self.upgrade(image)
+        self.wait_rolled_out()  # pods at the old revision count as not rolled out
+        return [text.split()[0] for _, text in self.events[since:] if " replaced" in text]
+
     def event(self, text: str) -> None:
         self.events.append((time.monotonic(), text))
         _log.info("image pods", what=text)
