@@ -8,6 +8,7 @@ records or reassigns them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping
 
@@ -45,6 +46,12 @@ def to_hold(
     return hold, still
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _interface(cidr: str) -> IPInterface:
+    """Parsed once: every pass reads every claim's address (ipaddress is slow)."""
+    return ipaddress.ip_interface(cidr)
+
+
 def wants_from_claims(
     claims: Iterable[Claim], node: str, default_link: str
 ) -> tuple[list[Want], dict[str, str]]:
@@ -60,7 +67,7 @@ def wants_from_claims(
         if node and claim.spec.node_name != node:
             continue
         try:
-            interface = ipaddress.ip_interface(claim.spec.cidr)
+            interface = _interface(claim.spec.cidr)
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
