@@ -113,3 +113,12 @@ def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -
     )
     return Plan(add=tuple(add), keep=tuple(keep), remove=remove, refused=refused,
                 own=tuple(own_subnets))
+
+
+def may_hold(wants: Iterable[Want], own: Collection[IPInterface]) -> list[Want]:
+    """The wants `plan` could add (before it runs): not special, not a subnet
+    edge, not one of the node's own addresses. The port guard covers these
+    ahead of the add; covering the others would filter the node's own traffic."""
+    own_ips = {i.ip for i in own}
+    return [w for w in wants if w.interface.ip not in own_ips
+            and not special(w.interface.ip) and not subnet_edge(w.interface.ip, list(own))]
