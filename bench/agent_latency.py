@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import os
 import select
@@ -183,12 +184,15 @@ async def scale(rig: AgentRig, kube: AsyncClient, args: argparse.Namespace,
     print(f"{len(times)} of {len(vips)} addresses configured; the last one "
           f"{max(times) - last:+.2f}s after the last create returned "
           f"(the first {min(times) - first:.2f}s after the first create)")
+    ready = 0
     while time.monotonic() < last + 300:
-        if await ready_count(Api(rig.cp), rig.names[0]) >= args.held:
-            break
+        ready = await ready_count(Api(rig.cp), rig.names[0])
+        if ready >= args.held:
+            print(f"all {args.held} claim statuses ready {time.monotonic() - last:.1f}s after "
+                  "the last create returned (polled every 0.5 s)")
+            return
         await asyncio.sleep(0.5)
-    print(f"all {args.held} claim statuses ready {time.monotonic() - last:.1f}s after the last "
-          "create returned (polled every 0.5 s)")
+    print(f"only {ready} of {args.held} claim statuses ready 300 s after the last create")
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -217,7 +221,8 @@ async def bench(args: argparse.Namespace) -> None:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rss1, cpu1 = await idle_figures(rig.agent.pid, args.idle)
             if spy is not None:
-                spy.wait(30)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spy.wait(args.idle + 60)  # it writes its file at the end
             print(f"idle, {args.held} addresses: RSS {rss1:.1f} MiB, CPU {cpu1:.2f} % of one "
                   f"core over {args.idle:g}s (spans lifetime renewals)")
             dumps = rig.log().count("full address dump")
