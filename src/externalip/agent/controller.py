@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
@@ -33,6 +34,7 @@ from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
+from externalip.core.handover import Handover
 from externalip.core.holding import Want
 from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
 from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
@@ -87,6 +89,9 @@ class Agent:
         self._ipnode_exists = False
         self.fenced = False
         self.fence = Fence()
+        self.handover = Handover(opts.handover_delay)
+        self._handing_over: set[str] = set()  # claims we hand over: their new holder announces
+        self._release_timer: asyncio.TimerHandle | None = None
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
@@ -122,10 +127,14 @@ class Agent:
             except (KeyError, TypeError, ValueError) as exc:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
-        if self.failover is not None:
-            wants, invalid = wants_from_claims(self.failover.select(claims), "", self.opts.iface)
-        else:
-            wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        step = self.handover.step(claims, self.node, time.monotonic())
+        self._handing_over = {c.name for c in (*step.hold, *step.quiet)}
+        self._release_after(step.next_due)
+        hold = self.failover.select(claims) if self.failover is not None else \
+            [c for c in claims if c.spec.node_name == self.node]
+        wants, invalid = wants_from_claims([*hold, *step.hold], "", self.opts.iface)
+        wants += wants_from_claims(step.quiet, "", self.opts.iface, quiet=True)[0]
+        if self.failover is None:
             wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
@@ -142,6 +151,13 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
+
+    def _release_after(self, due: float | None) -> None:
+        """Reconcile again when the next handed-over address is due to go."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = None if due is None else \
+            asyncio.get_running_loop().call_later(due + 0.01, self.kick.set)
 
     async def report(self) -> None:
         """Write what the last reconcile found: Events, claim statuses, IpNode."""
@@ -173,7 +189,8 @@ class Agent:
                          "the API; yielding it", node=self.node, address=str(ip),
                          mac=mac.hex(":"))
             self.kick.set()
-        elif any(w.interface.ip == ip for w in self.holder.held) and self.renewing():
+        elif any(w.interface.ip == ip and w.owners[0] not in self._handing_over
+                 for w in self.holder.held) and self.renewing():
             _log.warning("another host announces an address assigned to this node",
                          node=self.node, address=str(ip), mac=mac.hex(":"))
 

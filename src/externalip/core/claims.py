@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from externalip.core import liveness
 from externalip.core.addresses import IPInterface
+from externalip.core.handover import handing_over
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
 from externalip.core.special import special
@@ -46,7 +47,7 @@ def to_hold(
 
 
 def wants_from_claims(
-    claims: Iterable[Claim], node: str, default_link: str
+    claims: Iterable[Claim], node: str, default_link: str, *, quiet: bool = False
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
@@ -64,7 +65,7 @@ def wants_from_claims(
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
-        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,)))
+        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,), quiet))
     return wants, invalid
 
 
@@ -80,6 +81,8 @@ def desired_status(
     name; never over another holder's status.
     """
     old = claim.status
+    if handing_over(claim, node):
+        return None  # the new holder speaks for it (core.handover)
     if held:
         taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
         taken_from = claim.spec.node_name if taken else ""

@@ -8,6 +8,7 @@ The safety rules live here, where they can be tested exhaustively:
 - a want whose IP the node already has as its own, on any link, is refused
   (we neither take it over nor add a duplicate);
 - one IP is held once: a second want for the same IP is refused;
+- a quiet want (an address being handed over) is kept, never added;
 - special addresses (loopback, multicast, link-local, ...; core.special) and
   the network and broadcast addresses of the node's own subnets are refused:
   this is the last line of defence, whatever the claims or Services say.
@@ -30,6 +31,9 @@ class Want:
     interface: IPInterface
     link: str
     owners: tuple[str, ...]  # claim name, or "namespace/name" of Services
+    # Kept while the kernel has it, never added nor announced: an address
+    # handed over to another node (core.handover) and not answered for
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -
         taken[ip] = want
         if (want.link, want.interface) in ours:
             keep.append(want)
-        else:
+        elif not want.quiet:
             add.append(want)
 
     wanted = {(w.link, w.interface) for w in keep}

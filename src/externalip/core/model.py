@@ -25,6 +25,7 @@ NODE_LABEL = "ipnode"
 # change of value (MODIFIED), never a delete and an add of the same claim.
 ROLE_LABEL_PREFIX = "node.ipcontroller.ext/"
 HOLDER = "holder"
+HANDOVER = "handover"  # a drained node's role until the new holder has it (core.handover)
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
 LABEL_VALUE_MAX = 63
@@ -174,6 +175,7 @@ class ClaimSpec:
     # Nodes that take the address over, in order, when the holder dies
     # (decided ahead of time so no write stands between a death and a takeover).
     standbys: tuple[str, ...] = ()
+    handover_from: str = ""  # a draining node that lets go once the new holder has it
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
@@ -185,6 +187,7 @@ class ClaimSpec:
             services=tuple(sorted(d.get("services") or ())),
             sharing_key=str(d.get("sharingKey") or ""),
             standbys=tuple(str(n) for n in d.get("standbys") or ()),
+            handover_from=str(d.get("handoverFrom") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,6 +197,7 @@ class ClaimSpec:
             ("link", self.link),
             ("pool", self.pool),
             ("sharingKey", self.sharing_key),
+            ("handoverFrom", self.handover_from),
         ):
             if value:
                 out[key] = value
@@ -321,16 +325,18 @@ class NodeStatus:
 class IpNode:
     name: str
     status: NodeStatus = NodeStatus()
+    draining: bool = False  # spec.draining: the scheduler's mirror of the Node's drain label
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> IpNode:
-        return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")))
+        return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")),
+                   draining=bool((obj.get("spec") or {}).get("draining", False)))
 
 
 def claim_labels(spec: ClaimSpec) -> dict[str, str]:
     """The labels that say which nodes a claim concerns (the seed's `ipnode` too)."""
-    labels = {role_label(node): f"standby-{rank}"
-              for rank, node in enumerate(spec.standbys, start=1)}
+    labels = {role_label(spec.handover_from): HANDOVER} if spec.handover_from else {}
+    labels |= {role_label(n): f"standby-{r}" for r, n in enumerate(spec.standbys, start=1)}
     if spec.node_name:
         labels[NODE_LABEL] = node_label(spec.node_name)
         labels[role_label(spec.node_name)] = HOLDER

@@ -53,6 +53,8 @@ class NodeRow:
     ready: int
     lease_age: float | None  # seconds since the agent last renewed; None: no Lease
     alive: bool
+    draining: bool = False  # labelled for drain, as the scheduler has seen it
+    holds: int = 0  # addresses its agent reports holding (handed-over ones until they go)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ClaimRow:
     ready: bool
     services: tuple[str, ...]
     standbys: tuple[str, ...] = ()  # who takes it over, in order, if the node dies
+    handover_from: str = ""  # the draining node it moved away from
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,16 @@ def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
               leases: Mapping[str, Mapping[str, Any]],
               now: datetime.datetime) -> list[NodeRow]:
     claims = list(claims)
-    names = {n.name for n in nodes} | {c.spec.node_name for c in claims if c.spec.node_name}
+    ipnodes = {n.name: n for n in nodes}
+    names = set(ipnodes) | {c.spec.node_name for c in claims if c.spec.node_name}
     rows = []
     for name in sorted(names):
         mine = [c for c in claims if c.spec.node_name == name]
         age, alive = lease_state(leases.get(name), now)
-        rows.append(NodeRow(name, len(mine), sum(c.status.ready for c in mine), age, alive))
+        ipnode = ipnodes.get(name)
+        rows.append(NodeRow(name, len(mine), sum(c.status.ready for c in mine), age, alive,
+                            draining=bool(ipnode and ipnode.draining),
+                            holds=len(ipnode.status.addresses) if ipnode else 0))
     unassigned = [c for c in claims if not c.spec.node_name]
     if unassigned:
         rows.append(NodeRow("", len(unassigned), 0, None, False))
@@ -280,7 +287,8 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
         pools=pool_table,
         nodes=node_table,
         claims=[ClaimRow(c.name, c.spec.cidr, c.spec.node_name, c.status.ready, c.spec.services,
-                         c.spec.standbys) for c in sorted(typed_claims, key=lambda c: c.name)],
+                         c.spec.standbys, c.spec.handover_from)
+                for c in sorted(typed_claims, key=lambda c: c.name)],
         waiting=waiting_services(services, views, ctx),
         leader=leader,
     )

@@ -105,7 +105,11 @@ class AddressHolder:
         # the node that held it meanwhile. Announce it as if we had added it.
         previous = {(w.link, w.interface) for w in self.held}
         for want in todo.keep:
-            if (want.link, want.interface) not in previous and want.link in self._links:
+            if want.link not in self._links:
+                continue
+            if want.quiet:  # handed over: another node announces it now
+                self.announcer.withdraw(self._links[want.link].index, want.interface.ip)
+            elif (want.link, want.interface) not in previous:
                 self.announcer.announce(self._links[want.link], want.interface.ip)
         for want in todo.add:
             if await self._step(want, problems, "add"):
@@ -209,7 +213,7 @@ class AddressHolder:
         """One more announcement of everything held (--garp-interval)."""
         for want in self.held:
             link = self._links.get(want.link)
-            if link is None:
+            if link is None or want.quiet:
                 continue
             try:
                 self.announcer.send(link, want.interface.ip)

@@ -184,6 +184,7 @@ class Scheduler:
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
             refused=self.refusals.observe(self.claims.store),
+            draining=self._draining(),
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
@@ -193,6 +194,7 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
+        await self._mirror_draining(world.draining)
         self._metrics(world)
         return plan
 
@@ -213,6 +215,17 @@ class Scheduler:
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
+
+    def _draining(self) -> frozenset[str]:
+        return frozenset(n for n, o in self.nodes.store.items() if views.node_draining(o))
+
+    async def _mirror_draining(self, draining: frozenset[str]) -> None:
+        """IpNode spec.draining follows the Node's drain label, for `kubectl get
+        ipnodes` (a printer column): it says the scheduler has seen the drain."""
+        for name, obj in list(self.ipnodes.store.items()):
+            want = name in draining
+            if bool((obj.get("spec") or {}).get("draining")) != want:
+                await self.writer.patch_ipnode_draining(name, want)
 
     async def _emit(self, events: list[desired.Event]) -> None:
         current = set(events)
@@ -294,8 +307,10 @@ def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
     """What the plan reads of an agent's IpNode: the node's own addresses (never
-    allocated) and the peers it hears (the backstop's liveness)."""
+    allocated), the peers it hears (the backstop's liveness), and whether the
+    drain mirror is up to date."""
     status = obj.get("status") or {}
     return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
+            "spec": {"draining": (obj.get("spec") or {}).get("draining", False)},
             "status": {"peers": status.get("peers") or [],
                        "nodeAddresses": status.get("nodeAddresses") or []}}
