@@ -1,0 +1,84 @@
+"""Maintenance without loss, as a client sees it: a drained node hands its
+address over make-before-break while a client polls the Service the whole
+time; an undrain puts nothing back; an agent restarted with SIGTERM (a
+rolled DaemonSet) moves nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from externalip_lab import poll
+from externalip_lab.lab import Lab
+from tests.e2e.conftest import claims
+from tests.e2e.test_failover import arp_responders, held_service, mac_of
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.netns]
+
+HANDOVER_DELAY = 5.0  # the agents' --handover-delay default
+
+
+def externalip(lab: Lab, *args: str) -> None:
+    assert lab.cp is not None
+    subprocess.run([sys.executable, "-m", "externalip", *args,
+                    f"--kubeconfig={lab.cp.kubeconfig}"], check=True, timeout=60)
+
+
+def test_a_drain_under_client_load_loses_no_request_and_undrain_moves_nothing_back(
+        healthy: Lab) -> None:
+    lab = healthy
+    with held_service(lab, "drain") as (ip, node):
+        claim = f"{ip.replace('.', '-')}-32"
+        client = poll.start(lab.topology.client, ip, seconds=HANDOVER_DELAY + 12)
+        try:
+            time.sleep(3)
+            externalip(lab, "drain", node)
+            wait_for(lambda: claims(lab)[claim]["spec"]["nodeName"] != node, within=30,
+                     what="the claim moved off the draining node")
+            new = claims(lab)[claim]["spec"]["nodeName"]
+            assert claims(lab)[claim]["spec"]["handoverFrom"] == node
+            # make-before-break: for a while both hold it, but only the new one answers
+            wait_for(lambda: (claims(lab)[claim].get("status") or {}).get("holder") == new,
+                     within=30, what="the new holder ready")
+            assert sorted(lab.holders(ip)) == sorted([node, new])
+            assert arp_responders(lab, ip, 1.0) == {mac_of(lab, new)}
+            wait_for(lambda: lab.holders(ip) == [new], within=HANDOVER_DELAY + 10,
+                     what="the drained node let go after its hand-over delay")
+            seen = poll.result(client, wait=60)
+        finally:
+            client.kill()
+            externalip(lab, "undrain", node)
+        print(f"drain of {node} -> {new}: {seen['requests']} requests, failed "
+              f"{seen['failed']}, longest gap {seen['longest_gap'] * 1000:.0f} ms, "
+              f"via {seen['via']}")
+        assert seen["failed"] == {}, seen["failures"]
+        assert [n for _, n in seen["via"]] == [node, new]
+        assert seen["longest_gap"] < 1.0  # no SYN had to be sent again
+        time.sleep(4)  # undrained: nothing comes back
+        assert claims(lab)[claim]["spec"]["nodeName"] == new and lab.holders(ip) == [new]
+
+
+def test_an_agent_restart_moves_nothing_under_client_load(healthy: Lab) -> None:
+    lab = healthy
+    with held_service(lab, "roll") as (ip, node):
+        claim = f"{ip.replace('.', '-')}-32"
+        term = (claims(lab)[claim].get("status") or {}).get("term", 0)
+        client = poll.start(lab.topology.client, ip, seconds=12)
+        try:
+            time.sleep(2)
+            lab.stop_agent(node)  # SIGTERM, as a DaemonSet roll does
+            time.sleep(2)
+            lab.start_agent(node)
+            seen = poll.result(client, wait=60)
+        finally:
+            client.kill()
+        print(f"agent restart on {node}: {seen['requests']} requests, failed "
+              f"{seen['failed']}, longest gap {seen['longest_gap'] * 1000:.0f} ms")
+        assert seen["failed"] == {} and [n for _, n in seen["via"]] == [node]
+        assert claims(lab)[claim]["spec"]["nodeName"] == node
+        assert (claims(lab)[claim].get("status") or {}).get("term", 0) == term
+        assert lab.holders(ip) == [node]
