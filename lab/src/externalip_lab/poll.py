@@ -3,10 +3,12 @@ client namespace. One new connection per request (GET http://IP/), one
 request every INTERVAL seconds; at the end one JSON line:
 
     {"requests": n, "answered": n, "failed": {"timeout": n, "reset": n, ...},
-     "longest_gap": s, "via": [[t, node], ...], "failures": [[t, kind], ...]}
+     "longest_gap": s, "gaps": [[t, s], ...], "via": [[t, node], ...],
+     "failures": [[t, kind], ...]}
 
 `longest_gap` is the longest time between two answered requests (the
-client's outage; one interval when nothing is lost), `via` the node that
+client's outage; one interval when nothing is lost), `gaps` every gap
+longer than three intervals with the time it ended, `via` the node that
 took the requests in each time it changed (t on CLOCK_MONOTONIC, one clock
 for every namespace, so a caller can place its own actions on it). A
 request that times out met nobody; one that is reset was in flight while
@@ -57,6 +59,7 @@ def poll(ip: str, seconds: float, interval: float = 0.02,
     requests = answered = 0
     last_ok: float | None = None
     gap = 0.0
+    gaps: list[tuple[float, float]] = []
     while time.monotonic() < end:
         started = time.monotonic()
         answer, why = ask(ip, timeout)
@@ -69,12 +72,14 @@ def poll(ip: str, seconds: float, interval: float = 0.02,
             answered += 1
             if last_ok is not None:
                 gap = max(gap, now - last_ok)
+                if now - last_ok > 3 * interval:
+                    gaps.append((round(now, 3), round(now - last_ok, 4)))
             last_ok = now
             if not via or via[-1][1] != answer.via:
                 via.append((round(now, 3), answer.via))
         time.sleep(max(0.0, started + interval - time.monotonic()))
     return {"requests": requests, "answered": answered, "failed": dict(failed),
-            "longest_gap": round(gap, 4), "via": via, "failures": failures}
+            "longest_gap": round(gap, 4), "gaps": gaps, "via": via, "failures": failures}
 
 
 def start(netns: str, ip: str, seconds: float, interval: float = 0.02,
