@@ -18,7 +18,12 @@ Per run:
             through the new node;
   baseline: the same, over an equally long window before the drain with
             nothing happening (the machine's own noise: shared CPU);
-  switch:   drain command to the client's first answer through the new node.
+  switch:   drain command to the client's first answer through the new node
+            (the command's own start, about 0.4 s of Python imports, included);
+  two MACs: how long both nodes answered ARP for the address (the ARP
+            watcher asks "who has" every 10 ms): from the new node's first
+            answer to the old node's last, the time the old node needs to
+            read the new holder's status and go quiet.
 
     .venv/bin/python bench/drain_gap.py [runs]
 """
@@ -32,7 +37,7 @@ import time
 from typing import Any
 
 import yaml
-from _common import summary
+from _common import ArpWatch, summary
 
 from externalip_lab import poll
 from externalip_lab.lab import Lab
@@ -78,19 +83,23 @@ def longest(gaps: list[list[float]], start: float, end: float, interval: float) 
 def one_run(lab: Lab, ip: str) -> dict[str, Any]:
     old = holder(lab, ip)
     client = poll.start(lab.topology.client, ip, seconds=12.0)
+    arp = ArpWatch(lab.topology.client, ip)
     time.sleep(3.0)
     t_drain = time.monotonic()
     externalip(lab, "drain", old)
     while lab.holders(ip) != [h for h in lab.holders(ip) if h != old] or not lab.holders(ip):
         time.sleep(0.1)
     seen = poll.result(client, wait=60)
+    arp.close()
+    old_mac = arp.mac_at(t_drain)
     externalip(lab, "undrain", old)
     switch = next((t for t, n in seen["via"] if n != old and t >= t_drain), None)
     window = (switch or t_drain + 5.0) + 1.0 - (t_drain - 0.5)
     return {"old": old, "failed": seen["failed"],
             "gap": longest(seen["gaps"], t_drain - 0.5, t_drain - 0.5 + window, 0.02),
             "baseline": longest(seen["gaps"], t_drain - 0.5 - window, t_drain - 0.5, 0.02),
-            "switch": None if switch is None else switch - t_drain}
+            "switch": None if switch is None else switch - t_drain,
+            "two_macs": arp.overlap(old_mac, t_drain) if old_mac else None}
 
 
 def main(runs: int) -> None:
@@ -113,12 +122,14 @@ def main(runs: int) -> None:
             switch = "-" if r["switch"] is None else f"{r['switch']:.2f}s"
             print(f"run {i + 1}: drained {r['old']}: failed {r['failed'] or 'none'}, gap "
                   f"{r['gap'] * 1000:.0f} ms (baseline {r['baseline'] * 1000:.0f} ms), "
-                  f"switch {switch}", flush=True)
+                  f"switch {switch}, two MACs {(r['two_macs'] or 0) * 1000:.0f} ms", flush=True)
         lost = sum(sum(r["failed"].values()) for r in results)
         print(f"drain under load, {runs} runs: requests lost {lost}")
         print(f"  longest gap around the drain: {summary([r['gap'] for r in results], 'ms')}")
         print(f"  longest gap, same window with no drain: "
               f"{summary([r['baseline'] for r in results], 'ms')}")
+        print(f"  both nodes answering ARP: "
+              f"{summary([r['two_macs'] for r in results if r['two_macs'] is not None], 'ms')}")
         print(f"  drain command -> first answer through the new node: "
               f"{summary([r['switch'] for r in results if r['switch'] is not None], 's')}")
     finally:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+import pytest
+
 from externalip.core.claims import StatusLedger
 from externalip.core.desired import plan
 from externalip.core.handover import Handover
@@ -91,6 +93,20 @@ def test_the_old_holder_holds_until_the_new_one_is_ready_then_is_quiet_then_lets
     assert h.step([ready], "n2", now=106.0) == type(step)()
 
 
+def test_hearing_the_new_holder_announce_makes_the_old_one_quiet_before_its_status() -> None:
+    h = Handover(delay=5.0)
+    mine = Claim("a", SPEC, ClaimStatus(ready=True, holder="n1"))
+    assert [c.name for c in h.step([mine], "n1", now=100.0).hold] == ["a"]
+    h.announced("a")
+    for now in (100.5, 101.0):  # quiet from then on, status or not
+        assert [c.name for c in h.step([mine], "n1", now=now).quiet] == ["a"]
+    ready = replace(mine, status=ClaimStatus(ready=True, holder="n2"))
+    assert h.step([ready], "n1", now=105.4).next_due == pytest.approx(0.1)
+    assert h.step([ready], "n1", now=105.5).quiet == ()
+    h.announced("gone")  # a claim no longer handed over is forgotten
+    assert h.step([], "n1", now=106.0) == type(h.step([], "n1", now=106.0))()
+
+
 def test_the_old_holder_writes_no_status_for_a_claim_it_hands_over() -> None:
     c = Claim("a", SPEC, ClaimStatus(ready=True, holder="n1", since="t0"))
     assert StatusLedger().due([c], "n1", held={"a"}, problems={}, now="t1") == {}
@@ -102,7 +118,7 @@ def test_the_old_holder_writes_no_status_for_a_claim_it_hands_over() -> None:
 
 def test_a_quiet_want_is_kept_never_added() -> None:
     iface = ipaddress.ip_interface("192.0.2.5/32")
-    quiet = Want(iface, "eth0", ("a",), quiet=True)
+    quiet = Want(iface, "eth0", ("a",), handover=True, quiet=True)
     kept = hold_plan([quiet], [Have(iface, "eth0", ours=True)], {"eth0"})
     assert kept.keep == (quiet,) and kept.add == () and kept.remove == ()
     gone = hold_plan([quiet], [], {"eth0"})

@@ -90,7 +90,6 @@ class Agent:
         self.fenced = False
         self.fence = Fence()
         self.handover = Handover(opts.handover_delay)
-        self._handing_over: set[str] = set()  # claims we hand over: their new holder announces
         self._release_timer: asyncio.TimerHandle | None = None
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
@@ -128,11 +127,11 @@ class Agent:
                 _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
                            error=repr(exc))
         step = self.handover.step(claims, self.node, time.monotonic())
-        self._handing_over = {c.name for c in (*step.hold, *step.quiet)}
         self._release_after(step.next_due)
         hold = self.failover.select(claims) if self.failover is not None else \
             [c for c in claims if c.spec.node_name == self.node]
-        wants, invalid = wants_from_claims([*hold, *step.hold], "", self.opts.iface)
+        wants, invalid = wants_from_claims(hold, "", self.opts.iface)
+        wants += wants_from_claims(step.hold, "", self.opts.iface, handover=True)[0]
         wants += wants_from_claims(step.quiet, "", self.opts.iface, quiet=True)[0]
         if self.failover is None:
             wants = self.fence.filter(wants, self.renewing())
@@ -183,14 +182,23 @@ class Agent:
         return bool(self.lease.lapsed() <= float(self.opts.hb) * 1.5 + 0.5)
 
     def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
-        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
-        if self.fence.heard(ip, self.holder.held, self.renewing()):
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy.
+        For an address we hand over, that is the new holder: go quiet now."""
+        handed = [w.owners[0] for w in self.holder.held
+                  if w.interface.ip == ip and w.handover and not w.quiet]
+        if handed:
+            for name in handed:
+                self.handover.announced(name)
+            _log.info("the new holder announced an address we hand over; going quiet",
+                      node=self.node, address=str(ip), mac=mac.hex(":"))
+            self.kick.set()
+        elif self.fence.heard(ip, self.holder.held, self.renewing()):
             _log.warning("another node announced our address while we are cut off from "
                          "the API; yielding it", node=self.node, address=str(ip),
                          mac=mac.hex(":"))
             self.kick.set()
-        elif any(w.interface.ip == ip and w.owners[0] not in self._handing_over
-                 for w in self.holder.held) and self.renewing():
+        elif any(w.interface.ip == ip and not w.handover for w in self.holder.held) \
+                and self.renewing():
             _log.warning("another host announces an address assigned to this node",
                          node=self.node, address=str(ip), mac=mac.hex(":"))
 

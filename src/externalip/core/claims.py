@@ -47,7 +47,8 @@ def to_hold(
 
 
 def wants_from_claims(
-    claims: Iterable[Claim], node: str, default_link: str, *, quiet: bool = False
+    claims: Iterable[Claim], node: str, default_link: str, *, handover: bool = False,
+    quiet: bool = False
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
@@ -65,7 +66,8 @@ def wants_from_claims(
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
-        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,), quiet))
+        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,),
+                          handover or quiet, quiet))
     return wants, invalid
 
 

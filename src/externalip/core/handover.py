@@ -7,7 +7,9 @@ the draining node in `spec.handoverFrom` (core.desired). That node then:
    names no other ready holder: the new holder has not added and
    announced it yet, and nobody else would answer;
 2. once the status names another ready holder (it writes that after it
-   added the address and sent its first announcement), goes quiet for
+   added the address and sent its first announcement), or the node hears
+   another MAC claim the address on the wire (that announcement itself,
+   usually well before the status arrives), goes quiet for
    the address: it keeps it in the kernel, so packets still sent to its
    MAC by clients that missed the announcement are served, but it no
    longer answers ARP/ND for it nor announces it (net.nftfence), so
@@ -16,7 +18,7 @@ the draining node in `spec.handoverFrom` (core.desired). That node then:
 
 Both nodes hold the address only in steps 2-3, and only the new one
 answers ARP/ND then; both answer only between the new holder's
-announcement and the old one reading its status (one watch event). The
+announcement and the old one hearing it (or reading its status). The
 time of step 2 is this agent's own clock: a restarted agent waits a full
 delay again, which only lengthens a quiet overlap (a quiet address is
 never added again, only kept: core.holding).
@@ -53,6 +55,13 @@ class Handover:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self._ready_at: dict[str, float] = {}
+        self._announced: set[str] = set()
+
+    def announced(self, name: str) -> None:
+        """Another MAC claimed the address of a claim we hand over (its
+        announcement, or an ARP/ND answer): the new holder has it, even if
+        its status has not reached us yet. Quiet from the next step on."""
+        self._announced.add(name)
 
     def step(self, claims: Iterable[Claim], node: str, now: float) -> Step:
         hold: list[Claim] = []
@@ -62,7 +71,7 @@ class Handover:
         for claim in claims:
             if not handing_over(claim, node):
                 continue
-            if not new_holder_ready(claim, node):
+            if not (new_holder_ready(claim, node) or claim.name in self._announced):
                 hold.append(claim)
                 continue
             seen[claim.name] = since = self._ready_at.get(claim.name, now)
@@ -71,4 +80,5 @@ class Handover:
                 quiet.append(claim)
                 due = left if due is None else min(due, left)
         self._ready_at = seen
+        self._announced &= {c.name for c in (*hold, *quiet)}
         return Step(tuple(hold), tuple(quiet), due)

@@ -107,7 +107,7 @@ class AddressHolder:
         for want in todo.keep:
             if want.link not in self._links:
                 continue
-            if want.quiet:  # handed over: another node announces it now
+            if want.handover:  # another node announces it now
                 self.announcer.withdraw(self._links[want.link].index, want.interface.ip)
             elif (want.link, want.interface) not in previous:
                 self.announcer.announce(self._links[want.link], want.interface.ip)
@@ -116,7 +116,8 @@ class AddressHolder:
                 self._renewed[(want.link, want.interface)] = now
                 _log.info("address added", address=str(want.interface), link=want.link,
                           owners=list(want.owners))
-                self.announcer.announce(self._links[want.link], want.interface.ip)
+                if not want.handover:
+                    self.announcer.announce(self._links[want.link], want.interface.ip)
 
         self.held = tuple(w for w in todo.held if not any(o in problems for o in w.owners))
         kept = {(w.link, w.interface) for w in self.held}
@@ -213,7 +214,7 @@ class AddressHolder:
         """One more announcement of everything held (--garp-interval)."""
         for want in self.held:
             link = self._links.get(want.link)
-            if link is None or want.quiet:
+            if link is None or want.handover:
                 continue
             try:
                 self.announcer.send(link, want.interface.ip)
