@@ -96,6 +96,7 @@ def one_run(lab: Lab, ip: str) -> dict[str, Any]:
     switch = next((t for t, n in seen["via"] if n != old and t >= t_drain), None)
     window = (switch or t_drain + 5.0) + 1.0 - (t_drain - 0.5)
     return {"old": old, "failed": seen["failed"],
+            "failed_at": [round(t - (switch or t_drain), 3) for t, _ in seen["failures"]],
             "gap": longest(seen["gaps"], t_drain - 0.5, t_drain - 0.5 + window, 0.02),
             "baseline": longest(seen["gaps"], t_drain - 0.5 - window, t_drain - 0.5, 0.02),
             "switch": None if switch is None else switch - t_drain,
@@ -120,7 +121,9 @@ def main(runs: int) -> None:
             r = one_run(lab, ip)
             results.append(r)
             switch = "-" if r["switch"] is None else f"{r['switch']:.2f}s"
-            print(f"run {i + 1}: drained {r['old']}: failed {r['failed'] or 'none'}, gap "
+            at = f" ({', '.join(f'{t:+.3f}s' for t in r['failed_at'])} from the switch)" \
+                if r["failed_at"] else ""
+            print(f"run {i + 1}: drained {r['old']}: failed {r['failed'] or 'none'}{at}, gap "
                   f"{r['gap'] * 1000:.0f} ms (baseline {r['baseline'] * 1000:.0f} ms), "
                   f"switch {switch}, two MACs {(r['two_macs'] or 0) * 1000:.0f} ms", flush=True)
         lost = sum(sum(r["failed"].values()) for r in results)

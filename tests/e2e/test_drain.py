@@ -28,8 +28,12 @@ def externalip(lab: Lab, *args: str) -> None:
                     f"--kubeconfig={lab.cp.kubeconfig}"], check=True, timeout=60)
 
 
-def test_a_drain_under_client_load_loses_no_request_and_undrain_moves_nothing_back(
+def test_a_drain_under_client_load_leaves_no_request_unanswered_and_undrain_moves_nothing_back(
         healthy: Lab) -> None:
+    """No request meets nobody (the break-before-make failure: a timeout). A
+    request in flight at the instant the client switches to the new MAC is
+    reset, as for every layer-2 mover: its next segment reaches a node with
+    no conntrack entry for it (docs/maintenance.md); the bench counts them."""
     lab = healthy
     with held_service(lab, "drain") as (ip, node):
         claim = f"{ip.replace('.', '-')}-32"
@@ -55,7 +59,10 @@ def test_a_drain_under_client_load_loses_no_request_and_undrain_moves_nothing_ba
         print(f"drain of {node} -> {new}: {seen['requests']} requests, failed "
               f"{seen['failed']}, longest gap {seen['longest_gap'] * 1000:.0f} ms, "
               f"via {seen['via']}")
-        assert seen["failed"] == {}, seen["failures"]
+        assert set(seen["failed"]) <= {"reset"}, seen["failures"]
+        switch = next(t for t, n in seen["via"] if n == new)
+        assert all(abs(t - switch) < 0.5 for t, _ in seen["failures"]), (switch, seen)
+        assert sum(seen["failed"].values()) <= 1
         assert [n for _, n in seen["via"]] == [node, new]
         assert seen["longest_gap"] < 1.0  # no SYN had to be sent again
         time.sleep(4)  # undrained: nothing comes back
@@ -71,13 +78,15 @@ def test_an_agent_restart_moves_nothing_under_client_load(healthy: Lab) -> None:
         try:
             time.sleep(2)
             lab.stop_agent(node)  # SIGTERM, as a DaemonSet roll does
-            time.sleep(2)
+            # at once: this lab's short Lease (8 s) cuts --restart-grace to 6 s,
+            # and a loaded machine needs 3 s and more to start the agent
             lab.start_agent(node)
             seen = poll.result(client, wait=60)
         finally:
             client.kill()
         print(f"agent restart on {node}: {seen['requests']} requests, failed "
-              f"{seen['failed']}, longest gap {seen['longest_gap'] * 1000:.0f} ms")
+              f"{seen['failed']}, longest gap {seen['longest_gap'] * 1000:.0f} ms, "
+              f"via {seen['via']}")
         assert seen["failed"] == {} and [n for _, n in seen["via"]] == [node]
         assert claims(lab)[claim]["spec"]["nodeName"] == node
         assert (claims(lab)[claim].get("status") or {}).get("term", 0) == term
