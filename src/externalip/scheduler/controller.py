@@ -174,17 +174,18 @@ class Scheduler:
     async def reconcile(self) -> desired.Plan:
         metrics.PASSES.inc()
         pools, broken = self._pools()
+        nodes, draining = self._eligible_nodes(), self._draining()
         world = desired.World(
             services={k: views.service_view(o, self.opts.lb_class, self.opts.default_class)
                       for k, o in self.services.store.items()},
             claims={k: Claim.from_object(o) for k, o in self.claims.store.items()},
             pools=pools,
-            nodes=self._eligible_nodes(),
+            nodes=nodes,
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
             refused=self.refusals.observe(self.claims.store),
-            draining=self._draining(),
+            draining=draining & nodes.keys(),  # a dead node hands nothing over
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
@@ -194,7 +195,7 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
-        await self._mirror_draining(world.draining)
+        await self._mirror_draining(draining)
         self._metrics(world)
         return plan
 
