@@ -95,7 +95,10 @@ class Writer:
                 await self._refresh(claim.name)
             return False
         before = (old or {}).get("spec", {}).get("nodeName", "")
-        if before and before != claim.spec.node_name:
+        if before and before != claim.spec.node_name and claim.spec.handover_from == before:
+            _log.info("claim handed over from a draining node", claim=claim.name,
+                      node=claim.spec.node_name, was=before)  # maintenance: no failover
+        elif before and before != claim.spec.node_name:
             FAILOVERS.inc()
             _log.info("claim moved", claim=claim.name, node=claim.spec.node_name, was=before)
         return True
