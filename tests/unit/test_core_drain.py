@@ -13,7 +13,7 @@ from externalip.core.desired import plan
 from externalip.core.handover import Handover
 from externalip.core.holding import Have, Want
 from externalip.core.holding import plan as hold_plan
-from externalip.core.model import HANDOVER, Claim, ClaimSpec, ClaimStatus, role_label
+from externalip.core.model import Claim, ClaimSpec, ClaimStatus, role_label
 from externalip.core.views import node_draining, node_usable
 from tests.unit.test_core_desired import NODES, apply, converge, lb, world
 
@@ -29,7 +29,7 @@ def test_a_draining_node_hands_its_claims_over_and_gets_nothing_new() -> None:
         assert spec.node_name in ("n2", "n3") and spec.handover_from == "n1"
         assert "n1" not in spec.standbys
         # the draining node keeps watching the claim: its role label says handover
-        assert moved[name].to_object()["metadata"]["labels"][role_label("n1")] == HANDOVER
+        assert moved[name].to_object()["metadata"]["labels"][role_label("n1")] == "handover"
     assert all("n1" not in c.spec.standbys for c in moved.values())
     assert {e.reason for e in p.events} == {"ClaimMoved"}
     assert all("draining" in e.message for e in p.events)

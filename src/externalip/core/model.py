@@ -25,7 +25,6 @@ NODE_LABEL = "ipnode"
 # change of value (MODIFIED), never a delete and an add of the same claim.
 ROLE_LABEL_PREFIX = "node.ipcontroller.ext/"
 HOLDER = "holder"
-HANDOVER = "handover"  # a drained node's role until the new holder has it (core.handover)
 # The CRDs' limit on status messages.
 MESSAGE_MAX = 1024
 LABEL_VALUE_MAX = 63
@@ -176,6 +175,9 @@ class ClaimSpec:
     # (decided ahead of time so no write stands between a death and a takeover).
     standbys: tuple[str, ...] = ()
     handover_from: str = ""  # a draining node that lets go once the new holder has it
+    # (protocol, port) of the owning Services: the only ports the agent's port
+    # guard (net.portguard) lets reach the node on this address.
+    ports: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
@@ -188,16 +190,15 @@ class ClaimSpec:
             sharing_key=str(d.get("sharingKey") or ""),
             standbys=tuple(str(n) for n in d.get("standbys") or ()),
             handover_from=str(d.get("handoverFrom") or ""),
+            ports=tuple(sorted((str(p.get("protocol") or "TCP"), int(p["port"]))
+                               for p in d.get("ports") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cidr": self.cidr}
         for key, value in (
-            ("nodeName", self.node_name),
-            ("link", self.link),
-            ("pool", self.pool),
-            ("sharingKey", self.sharing_key),
-            ("handoverFrom", self.handover_from),
+            ("nodeName", self.node_name), ("link", self.link), ("pool", self.pool),
+            ("sharingKey", self.sharing_key), ("handoverFrom", self.handover_from),
         ):
             if value:
                 out[key] = value
@@ -205,6 +206,8 @@ class ClaimSpec:
             out["services"] = list(self.services)
         if self.standbys:
             out["standbys"] = list(self.standbys)
+        if self.ports:
+            out["ports"] = [{"protocol": proto, "port": port} for proto, port in self.ports]
         return out
 
 
@@ -222,6 +225,9 @@ class ClaimStatus:
     # The node a standby took the address from; while the claim is still
     # assigned to that node, the takeover is newer than the assignment.
     taken_from: str = ""
+    # Another host on the segment uses the address (the MAC that answered the
+    # agent's probe): the scheduler's pool skips it (scheduler.conflicts).
+    conflict: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
@@ -233,20 +239,16 @@ class ClaimStatus:
             message=str(d.get("message") or ""),
             term=int(d.get("term") or 0),
             taken_from=str(d.get("takenFrom") or ""),
+            conflict=str(d.get("conflict") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ready": self.ready}
-        if self.holder:
-            out["holder"] = self.holder
-        if self.since:
-            out["since"] = self.since
-        if self.message:
-            out["message"] = self.message
-        if self.term:
-            out["term"] = self.term
-        if self.taken_from:
-            out["takenFrom"] = self.taken_from
+        for key, value in (("holder", self.holder), ("since", self.since),
+                           ("message", self.message), ("term", self.term),
+                           ("takenFrom", self.taken_from), ("conflict", self.conflict)):
+            if value:
+                out[key] = value
         return out
 
 
@@ -325,17 +327,15 @@ class NodeStatus:
 class IpNode:
     name: str
     status: NodeStatus = NodeStatus()
-    draining: bool = False  # spec.draining: the scheduler's mirror of the Node's drain label
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> IpNode:
-        return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")),
-                   draining=bool((obj.get("spec") or {}).get("draining", False)))
+        return cls(name=obj["metadata"]["name"], status=NodeStatus.from_dict(obj.get("status")))
 
 
 def claim_labels(spec: ClaimSpec) -> dict[str, str]:
     """The labels that say which nodes a claim concerns (the seed's `ipnode` too)."""
-    labels = {role_label(spec.handover_from): HANDOVER} if spec.handover_from else {}
+    labels = {role_label(spec.handover_from): "handover"} if spec.handover_from else {}
     labels |= {role_label(n): f"standby-{r}" for r, n in enumerate(spec.standbys, start=1)}
     if spec.node_name:
         labels[NODE_LABEL] = node_label(spec.node_name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +134,7 @@ def lease_state(lease: Mapping[str, Any] | None,
 
 def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
               leases: Mapping[str, Mapping[str, Any]],
-              now: datetime.datetime) -> list[NodeRow]:
+              now: datetime.datetime, draining: Collection[str] = ()) -> list[NodeRow]:
     claims = list(claims)
     ipnodes = {n.name: n for n in nodes}
     names = set(ipnodes) | {c.spec.node_name for c in claims if c.spec.node_name}
@@ -144,7 +144,7 @@ def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
         age, alive = lease_state(leases.get(name), now)
         ipnode = ipnodes.get(name)
         rows.append(NodeRow(name, len(mine), sum(c.status.ready for c in mine), age, alive,
-                            draining=bool(ipnode and ipnode.draining),
+                            draining=name in draining,
                             holds=len(ipnode.status.addresses) if ipnode else 0))
     unassigned = [c for c in claims if not c.spec.node_name]
     if unassigned:
@@ -275,7 +275,10 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
         age, ok = lease_state(by_name[LEADER_LEASE], now)
         leader = Leader(str(by_name[LEADER_LEASE]["spec"].get("holderIdentity") or ""), age, ok)
     node_table = node_rows([IpNode.from_object(n) for n in nodes], typed_claims,
-                           {k: v for k, v in by_name.items() if k != LEADER_LEASE}, now)
+                           {k: v for k, v in by_name.items() if k != LEADER_LEASE}, now,
+                           # spec.draining: the scheduler's mirror of the Node's drain label
+                           {n["metadata"]["name"] for n in nodes
+                            if (n.get("spec") or {}).get("draining")})
     pool_table = pool_rows(typed_pools, typed_claims)
     views = {_key(s): service_view(s, lb_class, default_class) for s in services}
     ctx = Context(claims=typed_claims, pools=pool_table,
