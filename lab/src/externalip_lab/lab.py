@@ -347,6 +347,7 @@ class Lab(StartStop, ClientView):
             self.proxies[node] = ApiProxy(self.topology.node_ns(node),
                                           self.cp.apiserver_port, PROXY_PORT).start()
         self.proxies[node].latency = 0.0
+        self.proxies[node].chaos = None
 
     def restore_node(self, node: str) -> None:
         """Undo any fault of the node: link up, API reachable and fast, programs running."""
