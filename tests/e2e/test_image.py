@@ -104,6 +104,7 @@ def roll(lab: Lab, change: str, ips: list[str]) -> Poller:
     return poller
 
 
+@pytest.mark.timeout(600)  # two rollouts of five pods: about 4 min at load average 60
 def test_rolling_upgrade_and_rollback_lose_no_request(lab: Lab,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert lab.cp is not None and lab.image is not None
