@@ -10,6 +10,7 @@ of its own, because the session's already holds CRDs applied by kubectl.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import re
@@ -21,9 +22,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from externalip_lab.controlplane import ControlPlane
-from tests.integration.test_helm import CHART, DEPLOY, KUBE_VERSION, REPO, Helm, helm  # noqa: F401
+from tests.integration.test_helm import CHART, DEPLOY, KUBE_VERSION, REPO, Helm, helm  # noqa: F401 (helm: the fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +51,8 @@ def previous_chart(into: Path) -> tuple[Path, str]:
     current = chart_version((CHART / "Chart.yaml").read_text())
     commits = git("log", "--format=%H", "--", "charts/externalip/Chart.yaml").split()
     # the oldest commit already at the current version introduced it
-    introducing = [c for c in commits
-                   if chart_version(git("show", f"{c}:charts/externalip/Chart.yaml")) == current][-1]
+    introducing = [c for c in commits if chart_version(
+        git("show", f"{c}:charts/externalip/Chart.yaml")) == current][-1]
     archive = subprocess.run(["git", "-C", str(REPO), "archive", f"{introducing}~1",
                               "charts/externalip", "deploy"], capture_output=True, check=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
@@ -126,12 +128,20 @@ def test_previous_chart_upgrades_to_this_one(helm: Helm, plane: ControlPlane,  #
         assert meta["annotations"]["helm.sh/resource-policy"] == "keep", name
         assert meta["annotations"]["meta.helm.sh/release-name"] == "externalip", name
         source = yaml.safe_load((DEPLOY / "crds" / f"{name.split('.')[0]}.yaml").read_text())
-        assert crd["spec"]["versions"][0]["schema"] == source["spec"]["versions"][0]["schema"]
+        # this chart's CRD is what the cluster serves (the API server prunes
+        # empty `properties: {}`, so compare what it keeps verbatim)
+        served, ours = crd["spec"]["versions"][0], source["spec"]["versions"][0]
+        assert served.get("additionalPrinterColumns") == ours.get("additionalPrinterColumns")
+        for part in ("spec", "status"):
+            assert set(served["schema"]["openAPIV3Schema"]["properties"][part].get(
+                "properties", {})) == set(ours["schema"]["openAPIV3Schema"]["properties"][
+                    part].get("properties", {})), (name, part)
     assert get(plane, "crd", "ipclaims.ipcontroller.ext")["metadata"]["uid"] == \
         old_crd["metadata"]["uid"]  # updated in place, never deleted (that deletes every claim)
     chart_label = f"externalip-{yaml.safe_load((CHART / 'Chart.yaml').read_text())['version']}"
     agent = get(plane, "daemonset", "externalip-agent", "-n", NS)
-    assert agent["metadata"]["labels"]["helm.sh/chart"] == chart_label != f"externalip-{old_version}"
+    assert agent["metadata"]["labels"]["helm.sh/chart"] == chart_label
+    assert chart_label != f"externalip-{old_version}"
     assert agent["spec"]["template"]["spec"]["priorityClassName"] == "system-node-critical"
     pdb = get(plane, "pdb", "externalip-scheduler", "-n", NS)
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
@@ -164,3 +174,50 @@ def test_later_upgrades_update_the_crds_and_uninstall_keeps_them(
     for name in CRD_NAMES:
         get(plane, "crd", name)  # still there
     assert addresses(plane)["claims"] == before["claims"]
+
+
+def test_a_first_install_creates_its_pools_and_upgrades_adopt_them(helm: Helm) -> None:  # noqa: F811
+    """The CRDs and the pools of values come in one release: the pools wait
+    for the CRDs as a post-install hook, and the next upgrade takes them over
+    as ordinary release objects (same object, new spec; removed on uninstall)."""
+    with ControlPlane() as cp:
+        cp.apply(DEPLOY / "namespace.yaml")
+        kc = ["--kubeconfig", str(cp.kubeconfig), "--namespace", NS]
+        helm("install", "externalip", str(CHART), *kc, *POOL)
+        (pool,) = get(cp, "ipclaimpools")["items"]
+        assert pool["spec"]["cidr"] == "198.51.100.0/28"
+        # the first upgrade adopts the hook-made pool as it is (Helm patches
+        # an adopted object from its own rendering, so a values change made
+        # in this very upgrade is not applied: the values comment says so);
+        # later upgrades change it as any release object
+        helm("upgrade", "externalip", str(CHART), *kc, *POOL)
+        (adopted,) = get(cp, "ipclaimpools")["items"]
+        assert adopted["metadata"]["uid"] == pool["metadata"]["uid"]
+        helm("upgrade", "externalip", str(CHART), *kc, "--set", "pools[0].name=upgrade",
+             "--set", "pools[0].cidr=198.51.100.0/27")
+        (after,) = get(cp, "ipclaimpools")["items"]
+        assert after["metadata"]["uid"] == pool["metadata"]["uid"]
+        assert after["spec"]["cidr"] == "198.51.100.0/27"
+        helm("uninstall", "externalip", *kc)
+        assert get(cp, "ipclaimpools")["items"] == []
+        for name in CRD_NAMES:
+            get(cp, "crd", name)
+
+
+def test_every_metric_the_alerts_use_is_exported(helm: Helm) -> None:  # noqa: F811
+    """The PrometheusRule queries only series the programs export (importing
+    the modules that define the metrics registers them)."""
+    for module in ("externalip.net.holder", "externalip.net.heartbeat", "externalip.loops",
+                   "externalip.scheduler.metrics", "externalip.kube.api.gateway"):
+        importlib.import_module(module)
+    # a labelled gauge has no sample before its first label: its family names it
+    families = list(REGISTRY.collect())
+    exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    rendered = helm("template", "externalip", str(CHART), "--namespace", NS,
+                    "--kube-version", KUBE_VERSION, "--set", "metrics.prometheusRule.enabled=true",
+                    "--show-only", "templates/monitoring.yaml").stdout
+    (rule,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PrometheusRule"]
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    used = {name for e in exprs for name in re.findall(r"\bexternalip_[a-z_]+", e)}
+    assert len(exprs) == 4 and used
+    assert used <= exported, used - exported
