@@ -221,3 +221,42 @@ def test_every_metric_the_alerts_use_is_exported(helm: Helm) -> None:  # noqa: F
     used = {name for e in exprs for name in re.findall(r"\bexternalip_[a-z_]+", e)}
     assert len(exprs) == 4 and used
     assert used <= exported, used - exported
+
+
+@pytest.mark.parametrize("misspelt", ["agent.heartbeet=2s", "metrics.serviceMonitor.enabeld=true",
+                                      "scheduler.podDisruptionBudget.minAvailabel=1",
+                                      "pools[0].name=p,pools[0].cidr=192.0.2.0/24,pools[0].rnages=x",
+                                      "crds.instal=false"])
+def test_a_misspelt_value_fails_the_install(helm: Helm, misspelt: str) -> None:  # noqa: F811
+    result = helm("template", "externalip", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", misspelt, check=False)
+    assert result.returncode != 0 and "additional properties" in result.stderr, misspelt
+
+
+def test_optional_objects_render_and_are_accepted(helm: Helm, crds: ControlPlane) -> None:  # noqa: F811
+    """NetworkPolicy and the metrics Services go to the API server (dry run);
+    the Prometheus Operator kinds, whose CRDs are not there, are checked by shape."""
+    crds.apply(DEPLOY / "namespace.yaml")
+    rendered = helm("template", "externalip", str(CHART), "--namespace", NS,
+                    "--kube-version", KUBE_VERSION,
+                    "--set", "scheduler.networkPolicy.enabled=true",
+                    "--set", "scheduler.networkPolicy.apiServerCIDRs={192.0.2.1/32}",
+                    "--set", "metrics.serviceMonitor.enabled=true",
+                    "--set", "metrics.podMonitor.enabled=true",
+                    "--set", "metrics.prometheusRule.enabled=true").stdout
+    objs = [d for d in yaml.safe_load_all(rendered) if d]
+    operator = [o for o in objs if o["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert sorted(o["kind"] for o in operator) == ["PodMonitor", "PodMonitor", "PrometheusRule",
+                                                   "ServiceMonitor", "ServiceMonitor"]
+    rest = [o for o in objs if o not in operator]
+    crds.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(rest))
+    (policy,) = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    (scheduler,) = [o for o in objs if o["kind"] == "Deployment"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= \
+        scheduler["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "192.0.2.1/32"}}]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 9440, "protocol": "TCP"}]
+    for monitor in (o for o in operator if o["kind"] != "PrometheusRule"):
+        labels = monitor["spec"]["selector"]["matchLabels"]  # selects a Service or pods
+        assert any(labels.items() <= o["metadata"]["labels"].items() for o in objs
+                   if o["kind"] in ("Service", "DaemonSet", "Deployment")), monitor
