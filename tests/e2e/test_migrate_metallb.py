@@ -86,7 +86,8 @@ def test_services_keep_their_addresses_when_metallb_is_replaced(bare: Lab) -> No
         lab.wait_reachable(ip, within=60)
     probes = {ip: Probe(lab.topology.client, ip) for ip in addresses}
     try:
-        time.sleep(1)  # every probe has its first answer
+        for ip, probe in probes.items():  # every client is answered before the switch
+            assert probe.first(lambda node: node is not None, 0.0, 30) is not None, ip
         start = time.monotonic()
         notes = migrate(lab)
         assert "not carried over" not in notes, notes

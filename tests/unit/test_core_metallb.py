@@ -70,6 +70,22 @@ def test_dual_stack_pool_becomes_two_pools_and_says_so() -> None:
     assert any("no L2Advertisement announces it" in n for n in result.notes)
 
 
+def test_pool_selectors_of_advertisements_use_expressions_too() -> None:
+    ad = obj("L2Advertisement", "l2", {
+        "ipAddressPoolSelectors": [{"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["a"]}]}],
+        "nodeSelectors": [{"matchLabels": {"zone": "a"}}]})
+    result = migrate([obj("IPAddressPool", "in-a", {"addresses": ["192.0.2.1/32"]}, {"zone": "a"}),
+                      obj("IPAddressPool", "in-b", {"addresses": ["192.0.2.2/32"]}, {"zone": "b"}),
+                      ad])
+    by_name = {p["metadata"]["name"]: p["spec"] for p in result.pools}
+    assert by_name["in-a"]["nodeSelector"] == {"matchLabels": {"zone": "a"}}
+    assert "nodeSelector" not in by_name["in-b"]
+    assert result.notes == ["pool in-b: no L2Advertisement announces it; externalip announces "
+                            "every address it hands out on L2 (ARP/NDP); for routed setups see "
+                            "docs/ecmp-bgp.md"]
+
+
 def test_what_cannot_be_carried_over_is_said() -> None:
     result = migrate([
         pool("far", "10.0.0.1/32", "203.0.113.1/32",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION
+from externalip.core.model import LabelSelector
 from externalip.core.special import special
 
 GROUP = "metallb.io"
@@ -69,12 +70,6 @@ def _envelope(ranges: Sequence[Range]) -> ipaddress.IPv4Network | ipaddress.IPv6
     return ipaddress.ip_network(f"{low}/{prefix}", strict=False)
 
 
-def _selectors_match(selector: Obj | None, labels: Mapping[str, str]) -> bool:
-    """matchLabels only: MetalLB's ipAddressPoolSelectors in practice (expressions noted)."""
-    wanted = (selector or {}).get("matchLabels") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
-
-
 def _announcing(pool: Obj, ads: Iterable[Obj]) -> list[Obj]:
     """The advertisements that announce this pool (no pool list = every pool)."""
     name = pool["metadata"]["name"]
@@ -85,7 +80,8 @@ def _announcing(pool: Obj, ads: Iterable[Obj]) -> list[Obj]:
         names = spec.get("ipAddressPools") or []
         selectors = spec.get("ipAddressPoolSelectors") or []
         if (not names and not selectors) or name in names or \
-                any(_selectors_match(s, labels) for s in selectors):
+                any((LabelSelector.from_dict(s) or LabelSelector()).matches(labels)
+                    for s in selectors):
             out.append(ad)
     return out
 
