@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,15 @@ def add_parser(sub: Any) -> None:
     migrate_cmd = sub.add_parser("migrate", help="translate another load balancer's "
                                  "configuration into IpClaimPools")
     sources = migrate_cmd.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    p = sources.add_parser("metallb", help="MetalLB's IPAddressPools, L2Advertisements and "
-                           "BGPAdvertisements -> IpClaimPools",
-                           description=__doc__.split("\n\n")[1] if __doc__ else None)
+    what = "MetalLB's IPAddressPools, L2Advertisements and BGPAdvertisements -> IpClaimPools"
+    p = sources.add_parser("metallb", help=what, description=what + " (YAML on stdout; "
+                           "what cannot be carried over on stderr; docs/migrate-from-metallb.md)")
     p.add_argument("-f", "--filename", action="append", default=[],
                    help="YAML file(s) of MetalLB objects ('-' for stdin); "
                    "without any, read them from the cluster")
-    p.add_argument("--kubeconfig", default="",
-                   help="kubeconfig file; empty means in-cluster config, then ~/.kube/config")
+    p.add_argument("--kubeconfig", default=os.environ.get("EXTERNALIP_KUBECONFIG", ""),
+                   help="kubeconfig file (env EXTERNALIP_KUBECONFIG); empty means in-cluster "
+                   "config, then $KUBECONFIG or ~/.kube/config")
     p.add_argument("-n", "--namespace", default=None,
                    help="read MetalLB objects of this namespace only (default: all)")
     p.add_argument("--apply", action="store_true",
