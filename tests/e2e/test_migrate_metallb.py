@@ -13,6 +13,7 @@ through `metallb.io/allow-shared-ip`.
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def test_services_keep_their_addresses_when_metallb_is_replaced(bare: Lab) -> No
     try:
         for ip, probe in probes.items():  # every client is answered before the switch
             assert probe.first(lambda node: node is not None, 0.0, 30) is not None, ip
-        start = time.monotonic()
+        start, wall = time.monotonic(), time.time()
         notes = migrate(lab)
         assert "not carried over" not in notes, notes
         # step 2: externalip next to MetalLB; it adopts every address as it is
@@ -115,7 +116,8 @@ def test_services_keep_their_addresses_when_metallb_is_replaced(bare: Lab) -> No
     worst = max(outages.values())
     for ip, probe in probes.items():  # when each silence fell, for the guide's figures
         print(ip, [(round(t - start, 2), node) for t, node in probe.events if t >= start])
-    print(f"held at {held_at - start:.2f}s, MetalLB stopped at {stopped_at - start:.2f}s")
+    print(f"held at {held_at - start:.2f}s, MetalLB stopped at {stopped_at - start:.2f}s, "
+          f"addresses added at {added_at(lab, wall)}")
     print(f"\nmigration outage per address (s): "
           f"{ {ip: round(s, 3) for ip, s in outages.items()} }; worst {worst:.3f}")
     assert worst < 5.0, outages
@@ -131,3 +133,15 @@ def wait_held(lab: Lab, addresses: list[str], within: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"not held within {within}s: {set(addresses) - ready}")
+
+
+def added_at(lab: Lab, wall: float) -> dict[str, float]:
+    """Seconds after `wall` at which an agent added each address (its log)."""
+    out: dict[str, float] = {}
+    for node in lab.node_names:
+        for line in lab.log_of(f"agent-{node}").splitlines():
+            if "address added" in line and "address=" in line:
+                stamp = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+                ip = line.split("address=")[1].split("/")[0]
+                out[ip] = round(stamp.timestamp() - wall, 2)
+    return out
