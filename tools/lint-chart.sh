@@ -12,10 +12,12 @@
 # carries its ignore-check.kube-linter.io annotations for users who run it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-helm=$(bash "$here/build-helm.sh" 2>/dev/null | tail -1)
-kube_score=$(bash "$here/build-kube-score.sh" 2>/dev/null | tail -1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# both are cached after their first build (minutes cold); a failed build shows its log
+helm=$(bash "$here/build-helm.sh" 2>"$out/build.log" | tail -1) || { cat "$out/build.log" >&2; exit 1; }
+kube_score=$(bash "$here/build-kube-score.sh" 2>"$out/build.log" | tail -1) \
+  || { cat "$out/build.log" >&2; exit 1; }
 for mode in claims simple; do
   "$helm" template externalip "$here/../charts/externalip" --namespace externalip \
     --kube-version 1.37.2 --set mode=$mode \
