@@ -15,6 +15,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from externalip.core.addresses import split_listen
+
 AGENT, SCHEDULER, SIMPLE, STATUS = "agent", "scheduler", "simple", "status"
 ALL = (AGENT, SCHEDULER, SIMPLE)
 
@@ -39,6 +41,16 @@ def boolean(text: str) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def listen_address(text: str) -> str:
+    """A listen address for our HTTP endpoints (core.addresses.split_listen), or "" (disabled)."""
+    if text.strip():
+        try:
+            split_listen(text.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,14 @@ FLAGS: tuple[Flag, ...] = (
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
          (AGENT, SIMPLE), duration),
+    Flag("probe", True,
+         "before an address is first placed, probe the segment for it (ARP probe, IPv6 "
+         "duplicate address detection) and refuse it if another host answers", (AGENT,),
+         boolean),
+    Flag("port-guard", True,
+         "drop traffic to the addresses held for Services except on the Services' ports "
+         "(and ICMP echo), so host services listening on all addresses do not answer on them",
+         (AGENT, SIMPLE), boolean),
     Flag("api-loss", "keep",
          "when the agent cannot renew its Lease for --lease-duration: keep holding its "
          "addresses (MetalLB-like) or release them (the scheduler may have moved them)",
@@ -131,8 +151,14 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lb-ingress", False,
          "simple mode: also hold LoadBalancer ingress IPs, not only spec.externalIPs", (SIMPLE,),
          boolean),
-    Flag("metrics-addr", ":9440", "listen address for /metrics, /healthz and /readyz; "
-         "empty disables", ALL),
+    Flag("metrics-addr", ":9440", "listen address for /metrics (and /healthz and /readyz "
+         "unless --health-addr is set): host:port, :port or [v6]:port; empty disables",
+         ALL, listen_address),
+    Flag("health-addr", "", "listen address for /healthz and /readyz only (e.g. the node's "
+         "address while --metrics-addr is 127.0.0.1:9440); empty: on --metrics-addr",
+         ALL, listen_address),
+    Flag("metrics-auth", False, "/metrics requires a bearer token whose user may get the "
+         "non-resource URL /metrics (TokenReview + SubjectAccessReview)", ALL, boolean),
     Flag("log-format", "json", "log format: json or console", ALL, str, ("json", "console")),
     Flag("log-level", "info", "log level", ALL, str, ("debug", "info", "warning", "error")),
 )

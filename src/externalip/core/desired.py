@@ -22,7 +22,7 @@ from externalip.core import placement
 from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
-from externalip.core.model import Claim, ClaimSpec, LabelSelector
+from externalip.core.model import Claim, ClaimSpec
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView, invalid_fields
 
@@ -51,6 +51,15 @@ class World:
     # the node: never allocated, never placed (another node announcing them
     # would steal the node's traffic).
     node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses agents report holding (IpNode status.addresses) -> the node. One
+    # whose claim is gone is still on that node (cut off from the API, it did
+    # not learn of the delete): it is not handed to anyone until released, or
+    # two nodes would answer for it.
+    held: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses another host on the segment uses (the agents' probes) -> what
+    # is known of it: never chosen from a pool; a Service whose pool address
+    # turned out to be one gets another.
+    conflicts: Mapping[IPAddress, str] = field(default_factory=dict)
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -76,6 +85,20 @@ def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
     return sorted(alloc.pooled.get(svc.key, ()), key=lambda ip: (ip.version, int(ip)))
 
 
+def _usable(alloc: _Allocator, svc: ServiceView, plan: Plan) -> list[IPAddress]:
+    """Its pool addresses it may keep: not refused, not used by another host."""
+    out = []
+    for ip in _held(alloc, svc):
+        conflict = alloc.world.conflicts.get(ip)
+        if conflict is not None and str(ip) not in svc.requested:
+            plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                     f"{ip} is in use by another host on the segment "
+                                     f"({conflict}); the pool skips it"))
+        elif not alloc.refusal(ip, svc)[0]:
+            out.append(ip)
+    return out
+
+
 def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAddress, ...]:
     """One address per family the Service asks for, for status.loadBalancer.ingress.
 
@@ -87,8 +110,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
     LoadBalancer Services at all. The requested addresses were validated
     before (services.invalid_fields).
     """
-    held = [ip for ip in _held(alloc, svc)
-            if str(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
+    held = [ip for ip in _usable(alloc, svc, plan) if str(ip) not in svc.external_ips]
     requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
     out: list[IPAddress] = []
     for fam in svc.families:
@@ -137,6 +159,10 @@ def _requested_pool(alloc: _Allocator, svc: ServiceView, ip: IPAddress,
     """The pool a requested address comes from, or None with a Warning why not."""
     reason, message = alloc.refusal(ip, svc)
     pool = alloc.pool_of(ip, svc) if not reason else None
+    if ip in alloc.world.conflicts:  # asked for by name: kept, but said
+        plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                 f"{ip} is in use by another host on the segment "
+                                 f"({alloc.world.conflicts[ip]})"))
     if not reason and pool is None:
         reason, message = "RequestedIPUnavailable", f"{ip} is not in any pool this Service may use"
     if not reason and not alloc.can_share(ip, svc):
@@ -182,7 +208,7 @@ def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
 def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
     """The seed's external-ip=auto: one pool address appended to spec.externalIPs,
     once the claim that reserves it exists (the pass after it was allocated)."""
-    held = [ip for ip in _held(alloc, svc) if not alloc.refusal(ip, svc)[0]]
+    held = _usable(alloc, svc, plan)
     if any(str(ip) in svc.external_ips for ip in held):
         return svc.external_ips
     if held:
@@ -279,6 +305,8 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
+        if current is None and _still_held(alloc, ip, want, out):
+            continue
         spec = ClaimSpec(
             cidr=f"{ip}/{_mask(world, ip)}",
             node_name=current.spec.node_name if current else "",
@@ -286,8 +314,9 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             pool=(current.spec.pool if current and current.spec.pool else want.pool),
             services=tuple(sorted(want.services)),
             sharing_key=want.sharing_key,
+            ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
         )
-        eligible = _eligible(world, spec)
+        eligible = placement.eligible(world, spec)
         spec = _record_takeover(current, spec, eligible, out)
         if spec.node_name not in eligible:
             previous = spec.node_name
@@ -312,6 +341,17 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             out.update.append(replace(current, spec=spec))
 
 
+def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> bool:
+    """A node cut off from the API still holds `ip` for a deleted claim: a new
+    claim could land on a second node. It waits until the address is released."""
+    node = alloc.held_elsewhere(ip)
+    if node:
+        out.events += [Event(s, WARNING, "AddressStillHeld",
+                             f"{ip} is still held by node {node} for a deleted claim; "
+                             "waiting until it releases it") for s in sorted(want.services)]
+    return bool(node)
+
+
 def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
                      out: Plan) -> ClaimSpec:
     """A standby took the address over on its own (core.liveness): make it the
@@ -326,16 +366,3 @@ def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
                          f"(was {spec.node_name or 'unassigned'})") for s in spec.services]
     return replace(spec, node_name=holder)
 
-
-def _eligible(world: World, spec: ClaimSpec) -> set[str]:
-    nodes = set(world.nodes)
-    pool = next((p for p in world.pools if p.name == spec.pool), None)
-    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
-    if selector is not None:
-        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
-    local = [world.endpoints.get(s, frozenset()) for s in spec.services
-             if s in world.services and world.services[s].local]
-    for with_endpoint in local:  # externalTrafficPolicy: Local
-        nodes &= with_endpoint
-    # nodes that refused it, unless every node did (then it stays where it is)
-    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes

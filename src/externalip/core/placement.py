@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from externalip.core.model import ClaimSpec, LabelSelector
+
+if TYPE_CHECKING:
+    from externalip.core.desired import World
 
 FAIR, FIRST_ALIVE = "fair", "first-alive"
 STANDBYS = 3  # how many nodes stand by for each claim
@@ -37,3 +43,19 @@ def standbys(claim: str, holder: str, eligible: Iterable[str], count: int = STAN
         return hashlib.blake2b(f"{claim}/{node}".encode(), digest_size=8).digest()
     others = sorted((n for n in eligible if n != holder), key=rank)
     return tuple(others[:count])
+
+
+def eligible(world: World, spec: ClaimSpec) -> set[str]:
+    """The nodes that may hold the claim: the pool's nodeSelector, nodes with an
+    endpoint for Local Services, and not those that refused it lately."""
+    nodes = set(world.nodes)
+    pool = next((p for p in world.pools if p.name == spec.pool), None)
+    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
+    if selector is not None:
+        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
+    local = [world.endpoints.get(s, frozenset()) for s in spec.services
+             if s in world.services and world.services[s].local]
+    for with_endpoint in local:  # externalTrafficPolicy: Local
+        nodes &= with_endpoint
+    # nodes that refused it, unless every node did (then it stays where it is)
+    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes

@@ -28,6 +28,11 @@ def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: 
     return bool(klass == lb_class) if klass else default_class
 
 
+def service_ports(spec: Mapping[str, Any]) -> frozenset[tuple[str, int]]:
+    """(protocol, port) of a Service's spec."""
+    return frozenset((p.get("protocol", "TCP"), int(p["port"])) for p in spec.get("ports") or ())
+
+
 def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> ServiceView:
     meta, spec = obj["metadata"], obj.get("spec") or {}
     annotations = meta.get("annotations") or {}
@@ -54,8 +59,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         requested=requested,
         pool=found[POOL_ANNOTATION][1],
         sharing_key=found[SHARING_ANNOTATION][1],
-        ports=frozenset((p.get("protocol", "TCP"), int(p["port"]))
-                        for p in spec.get("ports") or ()),
+        ports=service_ports(spec),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
         aliases={ours: key for ours, (key, _) in found.items() if key and key != ours},
@@ -92,12 +96,24 @@ def node_addresses(nodes: Mapping[str, Mapping[str, Any]],
     """Every node's own address -> the node: Node status.addresses (what the
     kubelet reports) and the IpNode inventory (what the agent sees on the
     node's links). Neither may ever become a Service address."""
-    out: dict[IPAddress, str] = {}
     reported = [(name, [a.get("address", "") for a in
                         (obj.get("status") or {}).get("addresses") or ()])
                 for name, obj in nodes.items()]
     reported += [(name, list((obj.get("status") or {}).get("nodeAddresses") or ()))
                  for name, obj in ipnodes.items()]
+    return _by_address(reported)
+
+
+def held_addresses(ipnodes: Mapping[str, Mapping[str, Any]]) -> dict[IPAddress, str]:
+    """Every address an agent reports holding for a claim (IpNode
+    `status.addresses`) -> the node. A node cut off from the API keeps an
+    address whose claim was deleted meanwhile, and its inventory still says so."""
+    return _by_address([(name, list((obj.get("status") or {}).get("addresses") or ()))
+                        for name, obj in sorted(ipnodes.items())])
+
+
+def _by_address(reported: list[tuple[str, list[Any]]]) -> dict[IPAddress, str]:
+    out: dict[IPAddress, str] = {}
     for name, texts in reported:
         for text in texts:
             try:

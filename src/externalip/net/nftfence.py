@@ -42,7 +42,7 @@ class FenceError(RuntimeError):
     """nftables refused a command (the message is nft's own)."""
 
 
-class _Nft:
+class Nft:
     """One libnftables context; commands in one buffer are one transaction."""
 
     _lib: ctypes.CDLL | None = None
@@ -119,8 +119,8 @@ class Fence:
             raise FenceError(f"no link {link!r} in this network namespace") from err
         self.link = link
         self.table = f"netdev {table_name(link)}"
-        self._nft = _Nft()
-        self._liveness = _Nft()  # for refresh/lapse only: never queued behind a big hold
+        self._nft = Nft()
+        self._liveness = Nft()  # for refresh/lapse only: never queued behind a big hold
         self._refresh_commands: dict[int, bytes] = {}
         self._held: set[IPAddress] | None = None  # what the kernel has, as far as we know
 

@@ -40,6 +40,7 @@ from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import metrics, relevance
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.leases.add_handler(self._on_lease)
         self.backoff = Backoff()
         self.refusals = Refusals()
+        self.conflicts = Conflicts()
         self._alive_at_pass: set[str] | None = None
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
@@ -183,7 +185,10 @@ class Scheduler:
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
+            held=views.held_addresses({n: o for n, o in self.ipnodes.store.items()
+                                       if n in self.nodes.store}),
             refused=self.refusals.observe(self.claims.store),
+            conflicts=self.conflicts.observe(self.claims.store),
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
@@ -294,8 +299,10 @@ def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
     """What the plan reads of an agent's IpNode: the node's own addresses (never
-    allocated) and the peers it hears (the backstop's liveness)."""
+    allocated), the addresses it holds (not handed out again while it holds
+    them) and the peers it hears (the backstop's liveness)."""
     status = obj.get("status") or {}
     return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
             "status": {"peers": status.get("peers") or [],
-                       "nodeAddresses": status.get("nodeAddresses") or []}}
+                       "nodeAddresses": status.get("nodeAddresses") or [],
+                       "addresses": status.get("addresses") or []}}
