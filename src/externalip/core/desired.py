@@ -121,7 +121,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
             if pool is None:
                 continue
         else:
-            ip = next((h for h in held if family(h) == fam), None) or _kept(alloc, svc, fam)
+            ip = next((h for h in held if family(h) == fam), None) or alloc.kept(svc, fam)
             pool = alloc.pool_of(ip, svc) if ip is not None else None
             if ip is None:
                 ip, pool = _fresh(alloc, svc, fam, plan)
@@ -134,24 +134,6 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
                                      f"allocated {ip} from pool {pool.name if pool else '?'}"))
         out.append(ip)
     return tuple(out)
-
-
-def _kept(alloc: _Allocator, svc: ServiceView, fam: str) -> IPAddress | None:
-    """The address already in the Service's status.loadBalancer.ingress, when
-    no claim of ours records it yet but a pool would give it to this Service
-    by free choice and nobody else holds it: a Service another controller
-    served (MetalLB, before `externalip migrate metallb`) keeps its address
-    instead of being renumbered."""
-    for text in svc.ingress:
-        try:
-            ip = parse_ip(text)
-        except ValueError:
-            continue
-        if family(ip) != fam or alloc.refusal(ip, svc)[0] or not alloc.can_share(ip, svc):
-            continue
-        if any(p.contains(ip) for p in alloc.pools_for(svc, fam)):
-            return ip
-    return None
 
 
 def _requested_pool(alloc: _Allocator, svc: ServiceView, ip: IPAddress,
