@@ -96,12 +96,20 @@ def test_services_keep_their_addresses_when_metallb_is_replaced(bare: Lab) -> No
         lab.mode = "claims"
         lab.start_scheduler(1)
         for node in lab.node_names:
-            lab.start_agent(node)
+            # MetalLB's speakers answer ARP for these addresses: the probe
+            # before a first placement would refuse them (the guide says so)
+            lab.start_agent(node, "--probe=false")
         wait_held(lab, addresses)
         held_at = time.monotonic()
         # step 3: MetalLB goes
         metallb.stop()
         stopped_at = time.monotonic()
+        # step 4: the probe back on, one agent at a time (a rolled DaemonSet);
+        # each restarted agent adopts the addresses it holds
+        for node in lab.node_names:
+            lab.stop_agent(node)
+            lab.start_agent(node)
+        wait_held(lab, addresses)
         time.sleep(5)  # long enough for a client that lost its answer to notice
         outages = {ip: probe.silence(start) for ip, probe in probes.items()}
     finally:
