@@ -247,3 +247,32 @@ async def test_special_and_subnet_edge_addresses_never_reach_the_link(net: Net) 
         senders = {str(x["sender_ip"]) for f in cap.frames if (x := parse_arp(f))}
         assert senders == {"192.0.2.50"}
         await holder.reconcile([])
+
+
+async def test_an_address_handed_over_is_never_announced_and_quiet_never_re_added(
+        net: Net) -> None:
+    """A drained node (core.handover): it keeps or even re-adds an address it
+    still answers for without announcing it (the new holder may have already),
+    a restarted agent adopts it silently, and a quiet one is only ever kept."""
+    handing = Want(IF("192.0.2.70/32"), net.dev, ("h",), handover=True)
+    with Capture(net.client, net.cdev) as cap:
+        holder = await hold(net, [handing])  # added (as after a removal by hand)
+        try:
+            assert "192.0.2.70" in net.addresses()
+            with entered(net.node):
+                fresh = AddressHolder(Netlink(), 30)  # a restarted agent
+                await fresh.reconcile([handing])
+                quiet = Want(IF("192.0.2.70/32"), net.dev, ("h",), handover=True, quiet=True)
+                await fresh.reconcile([quiet])
+                fresh.announce_held()
+            await asyncio.sleep(1.0)
+            await cap.until(lambda f: False, within=0.1)
+            assert not [f for f in map(parse_arp, cap.frames)
+                        if f and str(f["sender_ip"]) == "192.0.2.70"]
+            with entered(net.node):
+                ip("addr", "del", "192.0.2.70/32", "dev", net.dev, netns=net.node)
+                result = await fresh.reconcile([quiet])
+                await fresh.close()
+            assert "192.0.2.70" not in net.addresses() and result.problems == {}
+        finally:
+            await holder.close()

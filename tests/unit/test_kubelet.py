@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from externalip_lab.kubelet import LabPodError, Pod, record, revision, run_argv, write_files
+from externalip_lab.kubelet import (
+    LabPodError,
+    Pod,
+    expand,
+    record,
+    revision,
+    run_argv,
+    write_files,
+)
 
 
 def agent_pod(**container: Any) -> Pod:
@@ -72,3 +80,14 @@ def test_readiness_follows_the_probes_and_liveness_fails_at_its_threshold() -> N
     assert record(pod, "readiness", spec, False) and not pod.ready
     assert not record(pod, "liveness", spec, False)
     assert record(pod, "liveness", spec, False)
+
+
+def test_env_references_expand_as_kubernetes_does() -> None:
+    pod = agent_pod(env=[
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "EXTERNALIP_HEALTH_ADDR", "value": "$(POD_IP):9441"}],
+        args=["agent", "--x=$(POD_IP)", "$$(POD_IP)"])
+    argv = run_argv(pod, "c", "lab", {}, 6443)
+    assert "--env=EXTERNALIP_HEALTH_ADDR=192.0.2.11:9441" in argv
+    assert argv[-2:] == ["--x=192.0.2.11", "$(POD_IP)"]
+    assert expand("$(LATER) $$", {}) == "$(LATER) $"

@@ -269,7 +269,7 @@ class ImagePods:
             template = workload["spec"]["template"]
             prefix = template["spec"]["containers"][0]["name"] + "-"
             rev = kubelet.revision(template)
-            for name in sorted(self.pods):
+            for name in sorted(self.pods, key=_ordinal):
                 pod = self.pods[name]
                 if self._stop.is_set() or not name.startswith(prefix) or pod.revision == rev:
                     continue
@@ -320,3 +320,9 @@ class ImagePods:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"rollout not done in {timeout}s: {self.events[-5:]}")
             time.sleep(0.5)
+
+
+def _ordinal(name: str) -> tuple[str, int, str]:
+    """scheduler-9 before scheduler-10; agent-node1 before agent-node2."""
+    base, _, tail = name.rpartition("-")
+    return (base, int(tail), "") if tail.isdigit() else (base, 0, tail)

@@ -1,7 +1,8 @@
 """What a kubelet does with a pod spec, for the lab's pods from the image.
 
 `run_argv` turns a pod template's first container into a `podman run`:
-command and args, env (values and the fieldRefs our chart uses), the service
+command and args, env (values with $(VAR) references, and the fieldRefs our
+chart uses), the service
 account token projected as files, secret volumes, the security context
 (user, read-only root, capabilities, no-new-privileges) and the memory limit,
 in the network namespace of its node (hostNetwork) or of its own. Anything
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from externalip_lab.podman import LABEL
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _SECURITY_KEYS = {"runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
                   "capabilities", "allowPrivilegeEscalation", "privileged", "seccompProfile"}
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 _UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "K": 1000, "M": 1000**2, "G": 1000**3}
 
 
@@ -64,6 +67,12 @@ def revision(template: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: variables defined so far; `$$` escapes;
+    an unknown reference stays as written."""
+    return _REFERENCE.sub(lambda m: "$" if m[0] == "$$" else env.get(m[1], m[0]), value)
+
+
 def env_of(pod: Pod, api_port: int) -> dict[str, str]:
     fields = {"spec.nodeName": pod.node, "metadata.namespace": pod.namespace,
               "metadata.name": pod.name, "status.podIP": pod.ip,
@@ -72,7 +81,7 @@ def env_of(pod: Pod, api_port: int) -> dict[str, str]:
     env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(api_port)}
     for var in pod.container.get("env", []):
         if "value" in var:
-            env[var["name"]] = str(var["value"])
+            env[var["name"]] = expand(str(var["value"]), env)
             continue
         path = var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
         if path not in fields:
@@ -133,13 +142,14 @@ def run_argv(pod: Pod, container: str, prefix: str, mounts: dict[str, Path],
     memory = c.get("resources", {}).get("limits", {}).get("memory")
     if memory:
         argv.append(f"--memory={memory_bytes(str(memory))}")
-    for name, value in env_of(pod, api_port).items():
+    env = env_of(pod, api_port)
+    for name, value in env.items():
         argv.append(f"--env={name}={value}")
     for target, source in mounts.items():
         argv.append(f"--volume={source}:{target}:ro")
     if c.get("command"):
-        argv.append(f"--entrypoint={json.dumps(c['command'])}")
-    return [*argv, c["image"], *c.get("args", [])]
+        argv.append(f"--entrypoint={json.dumps([expand(w, env) for w in c['command']])}")
+    return [*argv, c["image"], *(expand(w, env) for w in c.get("args", []))]
 
 
 def write_files(pod: Pod, root: Path, token: str, ca: bytes,

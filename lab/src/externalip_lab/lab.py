@@ -381,11 +381,12 @@ class Lab(StartStop, ClientView):
     def _save_state(self) -> None:
         if not self.dir.exists():
             return
-        pids = [p.popen.pid for p in self.procs.values()]
+        procs = list(self.procs.values())  # the image's pods start and stop in lab threads
+        pids = [p.popen.pid for p in procs]
         if self.cp is not None:
             pids += self.cp.pids()
         state = {"prefix": self.prefix, "owner": os.getpid(), "pids": pids,
-                 "procs": {p.name: p.popen.pid for p in self.procs.values()},
+                 "procs": {p.name: p.popen.pid for p in procs},
                  "namespaces": [*self.topology.all_namespaces(),
                                 *(self.image.namespaces() if self.image else [])],
                  "nodes": self.node_names,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
@@ -34,6 +35,7 @@ from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
+from externalip.core.handover import Handover
 from externalip.core.holding import Want, may_hold
 from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
 from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
@@ -94,6 +96,8 @@ class Agent:
         self.fenced = False
         self.fence = Fence()
         self.conflicts = Conflicts(probe if opts.probe else None)
+        self.handover = Handover(opts.handover_delay)
+        self._release_timer: asyncio.TimerHandle | None = None
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
@@ -126,10 +130,14 @@ class Agent:
             # watch that was stalled with us may still owe the takeovers.
             await self.claims.relist()
         claims = self._parse_claims()
-        if self.failover is not None:
-            wants, invalid = wants_from_claims(self.failover.select(claims), "", self.opts.iface)
-        else:
-            wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        step = self.handover.step(claims, self.node, time.monotonic())
+        self._release_after(step.next_due)
+        hold = self.failover.select(claims) if self.failover is not None else \
+            [c for c in claims if c.spec.node_name == self.node]
+        wants, invalid = wants_from_claims(hold, "", self.opts.iface)
+        wants += wants_from_claims(step.hold, "", self.opts.iface, handover=True)[0]
+        wants += wants_from_claims(step.quiet, "", self.opts.iface, quiet=True)[0]
+        if self.failover is None:
             wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
@@ -154,6 +162,13 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
+
+    def _release_after(self, due: float | None) -> None:
+        """Reconcile again when the next handed-over address is due to go."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = None if due is None else \
+            asyncio.get_running_loop().call_later(due + 0.01, self.kick.set)
 
     def _parse_claims(self) -> list[Claim]:
         """The stored claims, each parsed once per resourceVersion: with 5,000
@@ -198,14 +213,23 @@ class Agent:
         return bool(self.lease.lapsed() <= float(self.opts.hb) * 1.5 + 0.5)
 
     def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
-        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
-        if self.fence.heard(ip, self.holder.held, self.renewing()):
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy.
+        For an address we hand over, that is the new holder: go quiet now."""
+        handed = [w.owners[0] for w in self.holder.held
+                  if w.interface.ip == ip and w.handover and not w.quiet]
+        if handed:
+            for name in handed:
+                self.handover.announced(name)
+            _log.info("the new holder announced an address we hand over; going quiet",
+                      node=self.node, address=str(ip), mac=mac.hex(":"))
+            self.kick.set()
+        elif self.fence.heard(ip, self.holder.held, self.renewing()):
             _log.warning("another node announced our address while we are cut off from "
                          "the API; yielding it", node=self.node, address=str(ip),
                          mac=mac.hex(":"))
             self.kick.set()
         elif self.renewing():
-            held = [w for w in self.holder.held if w.interface.ip == ip]
+            held = [w for w in self.holder.held if w.interface.ip == ip and not w.handover]
             if held:
                 _log.warning("another host announces an address assigned to this node",
                              node=self.node, address=str(ip), mac=mac.hex(":"))

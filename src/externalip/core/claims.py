@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from externalip.core import liveness
 from externalip.core.addresses import IPAddress, IPInterface
+from externalip.core.handover import handing_over
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
 from externalip.core.special import special
@@ -53,7 +54,8 @@ def _interface(cidr: str) -> IPInterface:
 
 
 def wants_from_claims(
-    claims: Iterable[Claim], node: str, default_link: str
+    claims: Iterable[Claim], node: str, default_link: str, *, handover: bool = False,
+    quiet: bool = False
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
@@ -71,7 +73,8 @@ def wants_from_claims(
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
-        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,)))
+        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,),
+                          handover or quiet, quiet))
     return wants, invalid
 
 
@@ -98,6 +101,8 @@ def desired_status(
     name; never over another holder's status.
     """
     old = claim.status
+    if handing_over(claim, node):
+        return None  # the new holder speaks for it (core.handover)
     if held:
         taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
         taken_from = claim.spec.node_name if taken else ""

@@ -8,6 +8,8 @@ The safety rules live here, where they can be tested exhaustively:
 - a want whose IP the node already has as its own, on any link, is refused
   (we neither take it over nor add a duplicate);
 - one IP is held once: a second want for the same IP is refused;
+- a quiet want (an address handed over and no longer answered for) is kept,
+  never added;
 - special addresses (loopback, multicast, link-local, ...; core.special) and
   the network and broadcast addresses of the node's own subnets are refused:
   this is the last line of defence, whatever the claims or Services say.
@@ -30,6 +32,10 @@ class Want:
     interface: IPInterface
     link: str
     owners: tuple[str, ...]  # claim name, or "namespace/name" of Services
+    # An address handed over to another node (core.handover): never announced,
+    # and once quiet not answered for either, only kept while the kernel has it.
+    handover: bool = False
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ def plan(wants: Iterable[Want], haves: Iterable[Have], links: Collection[str]) -
         taken[ip] = want
         if (want.link, want.interface) in ours:
             keep.append(want)
-        else:
+        elif not want.quiet:
             add.append(want)
 
     wanted = {(w.link, w.interface) for w in keep}

@@ -105,7 +105,11 @@ class AddressHolder:
         # the node that held it meanwhile. Announce it as if we had added it.
         previous = self._held_keys
         for want in todo.keep:
-            if (want.link, want.interface) not in previous and want.link in self._links:
+            if want.link not in self._links:
+                continue
+            if want.handover:  # another node announces it now
+                self.announcer.withdraw(self._links[want.link].index, want.interface.ip)
+            elif (want.link, want.interface) not in previous:
                 self.announcer.announce(self._links[want.link], want.interface.ip)
         await self._add(todo.add, problems, now)
 
@@ -144,7 +148,8 @@ class AddressHolder:
                 self._renewed[(want.link, want.interface)] = now
                 _log.info("address added", address=str(want.interface), link=want.link,
                           owners=list(want.owners))
-                self.announcer.announce(self._links[want.link], want.interface.ip)
+                if not want.handover:
+                    self.announcer.announce(self._links[want.link], want.interface.ip)
                 continue
             if code == errno.EEXIST:  # configured by someone else since we looked: theirs
                 reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"
@@ -223,7 +228,7 @@ class AddressHolder:
         """One more announcement of everything held (--garp-interval)."""
         for want in self.held:
             link = self._links.get(want.link)
-            if link is None:
+            if link is None or want.handover:
                 continue
             try:
                 self.announcer.send(link, want.interface.ip)
