@@ -18,6 +18,7 @@ from typing import Any
 from externalip.core.addresses import split_listen
 
 AGENT, SCHEDULER, SIMPLE, STATUS = "agent", "scheduler", "simple", "status"
+DRAIN = "drain"  # drain and undrain
 ALL = (AGENT, SCHEDULER, SIMPLE)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -69,7 +70,7 @@ class Flag:
 
 FLAGS: tuple[Flag, ...] = (
     Flag("kubeconfig", "", "kubeconfig file; empty means in-cluster config, then ~/.kube/config",
-         (*ALL, STATUS)),
+         (*ALL, STATUS, DRAIN)),
     Flag("namespace", "externalip", "namespace holding our Leases and Events",
          (AGENT, SCHEDULER, STATUS)),
     Flag("iface", "eth0", "interface that holds the IPs (a claim's spec.link overrides it)",
@@ -102,6 +103,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("peer-confirm", 0.3,
          "a holder answers for its addresses only while peers confirmed hearing it this "
          "recently (must stay below --peer-detect)", (AGENT,), duration),
+    Flag("handover-delay", 5.0,
+         "a drained node keeps an address this long after the new holder announced it, "
+         "silent (no ARP/ND answers) but serving packets still sent to its MAC, then "
+         "removes it (make-before-break; docs/maintenance.md)", (AGENT,), duration),
     Flag("resync", 20.0, "full re-sync period (re-adds addresses removed by hand)",
          (AGENT, SIMPLE, SCHEDULER), duration),
     Flag("garp-interval", 0.0,

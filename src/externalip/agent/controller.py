@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
@@ -34,6 +35,7 @@ from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import StatusLedger, node_status, wants_from_claims
 from externalip.core.fence import Fence
+from externalip.core.handover import Handover
 from externalip.core.holding import Want, may_hold
 from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
 from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
@@ -84,6 +86,7 @@ class Agent:
         self._report: tuple[list[Claim], tuple[Want, ...], dict[str, str]] | None = None
         self.claims.add_handler(self._on_claim)
         self._specs: dict[str, Any] = {}
+        self._parsed: dict[str, Claim] = {}
         self.reconciled = False
         self._statuses = StatusLedger()
         self._problems: dict[str, str] = {}
@@ -93,13 +96,18 @@ class Agent:
         self.fenced = False
         self.fence = Fence()
         self.conflicts = Conflicts(probe if opts.probe else None)
+        self.handover = Handover(opts.handover_delay)
+        self._release_timer: asyncio.TimerHandle | None = None
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
         with 1,000 claims, each status write would otherwise cost a full pass."""
         name = obj["metadata"]["name"]
-        # the holder matters too: a standby's takeover decides who holds
-        spec = (obj.get("spec"), (obj.get("status") or {}).get("holder"))
+        # The holder matters too: a standby's takeover decides who holds. Our
+        # own name there is the echo of our own status write (5,000 of them
+        # after 5,000 new claims), which changes nothing we decide: not a kick.
+        holder = (obj.get("status") or {}).get("holder")
+        spec = (obj.get("spec"), None if holder == self.node else holder)
         if event == "DELETED":
             self._specs.pop(name, None)
         elif event == "MODIFIED" and self._specs.get(name) == spec:
@@ -121,17 +129,15 @@ class Agent:
             # The fence opens again only on claims read after it lapsed: a
             # watch that was stalled with us may still owe the takeovers.
             await self.claims.relist()
-        claims: list[Claim] = []
-        for obj in list(self.claims.store.values()):
-            try:
-                claims.append(Claim.from_object(obj))
-            except (KeyError, TypeError, ValueError) as exc:
-                _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
-                           error=repr(exc))
-        if self.failover is not None:
-            wants, invalid = wants_from_claims(self.failover.select(claims), "", self.opts.iface)
-        else:
-            wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        claims = self._parse_claims()
+        step = self.handover.step(claims, self.node, time.monotonic())
+        self._release_after(step.next_due)
+        hold = self.failover.select(claims) if self.failover is not None else \
+            [c for c in claims if c.spec.node_name == self.node]
+        wants, invalid = wants_from_claims(hold, "", self.opts.iface)
+        wants += wants_from_claims(step.hold, "", self.opts.iface, handover=True)[0]
+        wants += wants_from_claims(step.quiet, "", self.opts.iface, quiet=True)[0]
+        if self.failover is None:
             wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
@@ -156,6 +162,31 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
+
+    def _release_after(self, due: float | None) -> None:
+        """Reconcile again when the next handed-over address is due to go."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = None if due is None else \
+            asyncio.get_running_loop().call_later(due + 0.01, self.kick.set)
+
+    def _parse_claims(self) -> list[Claim]:
+        """The stored claims, each parsed once per resourceVersion: with 5,000
+        claims, parsing all of them on every pass was a quarter of the pass."""
+        parsed: dict[str, Claim] = {}
+        for key, obj in list(self.claims.store.items()):
+            old = self._parsed.get(key)
+            version = obj.get("metadata", {}).get("resourceVersion")
+            if old is not None and version and old.resource_version == version:
+                parsed[key] = old
+                continue
+            try:
+                parsed[key] = Claim.from_object(obj)
+            except (KeyError, TypeError, ValueError) as exc:
+                _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
+                           error=repr(exc))
+        self._parsed = parsed
+        return list(parsed.values())
 
     async def report(self) -> None:
         """Write what the last reconcile found: Events, claim statuses, IpNode."""
@@ -182,14 +213,23 @@ class Agent:
         return bool(self.lease.lapsed() <= float(self.opts.hb) * 1.5 + 0.5)
 
     def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
-        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
-        if self.fence.heard(ip, self.holder.held, self.renewing()):
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy.
+        For an address we hand over, that is the new holder: go quiet now."""
+        handed = [w.owners[0] for w in self.holder.held
+                  if w.interface.ip == ip and w.handover and not w.quiet]
+        if handed:
+            for name in handed:
+                self.handover.announced(name)
+            _log.info("the new holder announced an address we hand over; going quiet",
+                      node=self.node, address=str(ip), mac=mac.hex(":"))
+            self.kick.set()
+        elif self.fence.heard(ip, self.holder.held, self.renewing()):
             _log.warning("another node announced our address while we are cut off from "
                          "the API; yielding it", node=self.node, address=str(ip),
                          mac=mac.hex(":"))
             self.kick.set()
         elif self.renewing():
-            held = [w for w in self.holder.held if w.interface.ip == ip]
+            held = [w for w in self.holder.held if w.interface.ip == ip and not w.handover]
             if held:
                 _log.warning("another host announces an address assigned to this node",
                              node=self.node, address=str(ip), mac=mac.hex(":"))

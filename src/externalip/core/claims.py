@@ -8,11 +8,13 @@ records or reassigns them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping
 
 from externalip.core import liveness
 from externalip.core.addresses import IPAddress, IPInterface
+from externalip.core.handover import handing_over
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
 from externalip.core.special import special
@@ -45,8 +47,15 @@ def to_hold(
     return hold, still
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _interface(cidr: str) -> IPInterface:
+    """Parsed once: every pass reads every claim's address (ipaddress is slow)."""
+    return ipaddress.ip_interface(cidr)
+
+
 def wants_from_claims(
-    claims: Iterable[Claim], node: str, default_link: str
+    claims: Iterable[Claim], node: str, default_link: str, *, handover: bool = False,
+    quiet: bool = False
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
@@ -60,11 +69,12 @@ def wants_from_claims(
         if node and claim.spec.node_name != node:
             continue
         try:
-            interface = ipaddress.ip_interface(claim.spec.cidr)
+            interface = _interface(claim.spec.cidr)
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
-        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,)))
+        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,),
+                          handover or quiet, quiet))
     return wants, invalid
 
 
@@ -91,6 +101,8 @@ def desired_status(
     name; never over another holder's status.
     """
     old = claim.status
+    if handing_over(claim, node):
+        return None  # the new holder speaks for it (core.handover)
     if held:
         taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
         taken_from = claim.spec.node_name if taken else ""

@@ -63,6 +63,8 @@ class World:
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # live nodes labelled for drain: no new claims or standby roles; theirs move away
+    draining: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -296,26 +298,19 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             pool=(current.spec.pool if current and current.spec.pool else want.pool),
             services=tuple(sorted(want.services)),
             sharing_key=want.sharing_key,
+            handover_from=current.spec.handover_from if current else "",
             ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
         )
         eligible = placement.eligible(world, spec)
         spec = _record_takeover(current, spec, eligible, out)
-        if spec.node_name not in eligible:
-            previous = spec.node_name
-            node = placement.choose(eligible, load, world.policy)
-            if previous and load.get(previous):
-                load[previous] -= 1
-            if node is not None:
-                load[node] += 1
-                if previous:  # first placements are visible on the claim; moves are news
-                    out.events += [Event(s, NORMAL, "ClaimMoved",
-                                         f"{ip} moved to node {node} (was {previous})")
-                                   for s in spec.services]
-            elif current is None or previous:  # say it once, when it becomes unplaceable
-                out.events += [Event(s, WARNING, "NoEligibleNode",
-                                     f"no live eligible node can hold {ip}") for s in spec.services]
-            spec = replace(spec, node_name=node or "")
-        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, eligible)
+        placeable = eligible - world.draining
+        if spec.node_name not in placeable:
+            spec, notes = placement.place(world, spec, ip, placeable or eligible & {
+                spec.node_name}, load, new=current is None)
+            out.events += [Event(s, *note) for note in notes for s in spec.services]
+        elif current is not None and spec.node_name != current.spec.node_name:
+            spec = replace(spec, handover_from="")  # a takeover recorded: nothing to hand over
+        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, placeable)
                        if spec.node_name else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
@@ -341,7 +336,8 @@ def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
     if current is None or not current.status.ready:
         return spec
     holder = current.status.holder
-    if not holder or holder == spec.node_name or holder not in eligible:
+    # (a node handing the address over names itself until the new holder writes)
+    if holder in ("", spec.node_name, spec.handover_from) or holder not in eligible:
         return spec
     out.events += [Event(s, NORMAL, "ClaimTakenOver",
                          f"{current.spec.cidr} taken over by node {holder} "

@@ -174,6 +174,7 @@ class ClaimSpec:
     # Nodes that take the address over, in order, when the holder dies
     # (decided ahead of time so no write stands between a death and a takeover).
     standbys: tuple[str, ...] = ()
+    handover_from: str = ""  # a draining node that lets go once the new holder has it
     # (protocol, port) of the owning Services: the only ports the agent's port
     # guard (net.portguard) lets reach the node on this address.
     ports: tuple[tuple[str, int], ...] = ()
@@ -188,6 +189,7 @@ class ClaimSpec:
             services=tuple(sorted(d.get("services") or ())),
             sharing_key=str(d.get("sharingKey") or ""),
             standbys=tuple(str(n) for n in d.get("standbys") or ()),
+            handover_from=str(d.get("handoverFrom") or ""),
             ports=tuple(sorted((str(p.get("protocol") or "TCP"), int(p["port"]))
                                for p in d.get("ports") or ())),
         )
@@ -195,10 +197,8 @@ class ClaimSpec:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cidr": self.cidr}
         for key, value in (
-            ("nodeName", self.node_name),
-            ("link", self.link),
-            ("pool", self.pool),
-            ("sharingKey", self.sharing_key),
+            ("nodeName", self.node_name), ("link", self.link), ("pool", self.pool),
+            ("sharingKey", self.sharing_key), ("handoverFrom", self.handover_from),
         ):
             if value:
                 out[key] = value
@@ -335,8 +335,8 @@ class IpNode:
 
 def claim_labels(spec: ClaimSpec) -> dict[str, str]:
     """The labels that say which nodes a claim concerns (the seed's `ipnode` too)."""
-    labels = {role_label(node): f"standby-{rank}"
-              for rank, node in enumerate(spec.standbys, start=1)}
+    labels = {role_label(spec.handover_from): "handover"} if spec.handover_from else {}
+    labels |= {role_label(n): f"standby-{r}" for r, n in enumerate(spec.standbys, start=1)}
     if spec.node_name:
         labels[NODE_LABEL] = node_label(spec.node_name)
         labels[role_label(spec.node_name)] = HOLDER

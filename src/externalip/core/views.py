@@ -15,6 +15,9 @@ from externalip.core.services import (
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+# Ours: "true" asks the scheduler to move the node's addresses away,
+# make-before-break (`externalip drain NODE` sets it; docs/maintenance.md).
+DRAIN_LABEL = "externalip.io/drain"
 
 
 def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: bool) -> bool:
@@ -63,13 +66,22 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
 
 
 def node_usable(obj: Mapping[str, Any]) -> bool:
-    """Ready, schedulable and not excluded from external load balancers."""
+    """Ready and not excluded from external load balancers.
+
+    A cordon (spec.unschedulable) does not count: kubeadm upgrades and
+    `kubectl drain` cordon nodes that keep running, and moving addresses on a
+    cordon is what made MetalLB revert its PR 2470 after outages (its issue
+    2715). The explicit signal is our drain label (`node_draining`).
+    """
     if EXCLUDE_LABEL in (obj["metadata"].get("labels") or {}):
-        return False
-    if (obj.get("spec") or {}).get("unschedulable"):
         return False
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def node_draining(obj: Mapping[str, Any]) -> bool:
+    """The node carries our drain label: its addresses move away, make-before-break."""
+    return (obj["metadata"].get("labels") or {}).get(DRAIN_LABEL) == "true"
 
 
 def endpoint_nodes(slices: Mapping[str, Mapping[str, Any]]) -> dict[str, frozenset[str]]:
