@@ -118,7 +118,7 @@ class Allocator:
     def kept(self, svc: ServiceView, fam: str) -> IPAddress | None:
         """The address of a family already in the Service's
         status.loadBalancer.ingress, when a pool would give it to this Service
-        by free choice and nobody else holds it (no claim of ours records it
+        by free choice and nobody else holds or answers for it (no claim of ours records it
         yet): a Service another controller served (MetalLB, before `externalip
         migrate metallb`) keeps its address instead of being renumbered."""
         for text in svc.ingress:
@@ -128,6 +128,8 @@ class Allocator:
                 continue
             if family(ip) != fam or self.refusal(ip, svc)[0] or not self.can_share(ip, svc):
                 continue
+            if ip in self.world.conflicts or self.held_elsewhere(ip):
+                continue  # another host answers for it, or a cut-off node still has it
             if any(p.contains(ip) for p in self.pools_for(svc, fam)):
                 return ip
         return None
