@@ -10,16 +10,20 @@ adopted before anything new is handed out, in creation order), so a restart
 never re-allocates, and two Services can never be given one address by this
 function; two racing schedulers are kept apart by the claim name (see
 addresses.claim_name): the second create of the same address fails.
+
+Events carry news only: failures (Warnings) and moves (`ClaimMoved`,
+`ClaimTakenOver`). An allocation is not news: the Service's status (its
+ingress and condition) and the claim already say it, and one Event per
+Service would be a third of the scheduler's API requests.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from externalip.core import placement
-from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
+from externalip.core.addresses import IPAddress, claim_name, family, parse_ip, text
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
 from externalip.core.model import Claim, ClaimSpec, LabelSelector
@@ -54,6 +58,8 @@ class World:
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # remembered rankings: the scheduler keeps one from pass to pass
+    memo: placement.Memo = field(default_factory=placement.Memo)
 
 
 @dataclass
@@ -88,7 +94,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
     before (services.invalid_fields).
     """
     held = [ip for ip in _held(alloc, svc)
-            if str(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
+            if text(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
     requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
     out: list[IPAddress] = []
     for fam in svc.families:
@@ -105,11 +111,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
                 ip, pool = _fresh(alloc, svc, fam, plan)
                 if ip is None:
                     continue
-        fresh = svc.key not in alloc.owners(ip)
         alloc.take(ip, svc, pool.name if pool else "")
-        if fresh:
-            plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
-                                     f"allocated {ip} from pool {pool.name if pool else '?'}"))
         out.append(ip)
     return tuple(out)
 
@@ -174,8 +176,6 @@ def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str
     fresh, pool = _fresh(alloc, svc, svc.families[0] if svc.families else "IPv4", plan)
     if fresh is not None and pool is not None:
         alloc.take(fresh, svc, pool.name)
-        plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
-                                 f"allocated {fresh} from pool {pool.name} (external-ip=auto)"))
     return svc.external_ips
 
 
@@ -200,9 +200,9 @@ def _adopt(alloc: _Allocator, svc: ServiceView, out: Plan) -> None:
         if released != external:
             out.external_ips[svc.key] = released
             external = released
-    for text in external:
+    for written in external:
         try:
-            ext_ip = parse_ip(text)
+            ext_ip = parse_ip(written)
         except ValueError:
             continue  # the API server validates spec.externalIPs
         reason, message = alloc.refusal(ext_ip, svc)
@@ -233,7 +233,7 @@ def plan(world: World) -> Plan:
         _adopt(alloc, svc, out)
     for svc in valid:
         if svc.load_balancer:
-            ingress = tuple(str(ip) for ip in _allocate_lb(alloc, svc, out)
+            ingress = tuple(text(ip) for ip in _allocate_lb(alloc, svc, out)
                             if _accepted(alloc, ip, svc))
             if ingress != svc.ingress:
                 out.ingress[svc.key] = ingress
@@ -252,72 +252,86 @@ def _mask(world: World, ip: IPAddress) -> int:
 def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     desired: dict[str, tuple[IPAddress, _Want]] = {
         claim_name(ip, _mask(world, ip)): (ip, want) for ip, want in alloc.want.items()}
-    load: dict[str, int] = defaultdict(int)
+    load = placement.Loads(world.policy)
     for name, claim in world.claims.items():
         if name in desired and claim.spec.node_name in world.nodes:
-            load[claim.spec.node_name] += 1
+            load.load[claim.spec.node_name] += 1
     for name in sorted(set(world.claims) - set(desired)):
         out.delete.append(name)
+    eligible_sets: dict[tuple[object, ...], frozenset[str]] = {}
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
-        spec = ClaimSpec(
-            cidr=f"{ip}/{_mask(world, ip)}",
-            node_name=current.spec.node_name if current else "",
-            link=current.spec.link if current else "",
-            pool=(current.spec.pool if current and current.spec.pool else want.pool),
-            services=tuple(sorted(want.services)),
-            sharing_key=want.sharing_key,
-        )
-        eligible = _eligible(world, spec)
-        spec = _record_takeover(current, spec, eligible, out)
-        if spec.node_name not in eligible:
-            previous = spec.node_name
-            node = placement.choose(eligible, load, world.policy)
-            if previous and load.get(previous):
-                load[previous] -= 1
-            if node is not None:
-                load[node] += 1
-                if previous:  # first placements are visible on the claim; moves are news
-                    out.events += [Event(s, NORMAL, "ClaimMoved",
-                                         f"{ip} moved to node {node} (was {previous})")
-                                   for s in spec.services]
-            elif current is None or previous:  # say it once, when it becomes unplaceable
-                out.events += [Event(s, WARNING, "NoEligibleNode",
-                                     f"no live eligible node can hold {ip}") for s in spec.services]
-            spec = replace(spec, node_name=node or "")
-        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, eligible)
-                       if spec.node_name else ())
+        cidr = f"{text(ip)}/{_mask(world, ip)}"
+        pool = current.spec.pool if current and current.spec.pool else want.pool
+        services = tuple(sorted(want.services))
+        eligible = _eligible(world, pool, services, cidr, eligible_sets)
+        node = _node(ip, current, services, eligible=eligible, load=load, out=out)
+        spec = ClaimSpec(cidr=cidr, node_name=node, link=current.spec.link if current else "",
+                         pool=pool, services=services, sharing_key=want.sharing_key,
+                         standbys=world.memo.standbys(name, node, eligible) if node else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
+    world.memo.end_pass()
 
 
-def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
-                     out: Plan) -> ClaimSpec:
-    """A standby took the address over on its own (core.liveness): make it the
-    record. The takeover itself never waited for this write."""
+def _node(ip: IPAddress, current: Claim | None, services: tuple[str, ...], *,
+          eligible: frozenset[str], load: placement.Loads, out: Plan) -> str:
+    """Where the claim is to be: where it is, where a standby took it over,
+    or (when that node is not eligible) the node the policy chooses."""
+    node = _record_takeover(current, services, eligible, out)
+    if node in eligible:
+        return node
+    chosen = load.choose(eligible)
+    if node and load.load.get(node):
+        load.add(node, -1)
+    if chosen is not None:
+        load.add(chosen, 1)
+        if node:  # first placements are visible on the claim; moves are news
+            out.events += [Event(s, NORMAL, "ClaimMoved", f"{ip} moved to node {chosen} "
+                                 f"(was {node})") for s in services]
+    elif current is None or node:  # say it once, when it becomes unplaceable
+        out.events += [Event(s, WARNING, "NoEligibleNode",
+                             f"no live eligible node can hold {ip}") for s in services]
+    return chosen or ""
+
+
+def _record_takeover(current: Claim | None, services: tuple[str, ...],
+                     eligible: frozenset[str], out: Plan) -> str:
+    """The claim's node: a standby that took the address over on its own
+    (core.liveness) becomes the record. The takeover never waited for this."""
+    assigned = current.spec.node_name if current else ""
     if current is None or not current.status.ready:
-        return spec
+        return assigned
     holder = current.status.holder
-    if not holder or holder == spec.node_name or holder not in eligible:
-        return spec
+    if not holder or holder == assigned or holder not in eligible:
+        return assigned
     out.events += [Event(s, NORMAL, "ClaimTakenOver",
                          f"{current.spec.cidr} taken over by node {holder} "
-                         f"(was {spec.node_name or 'unassigned'})") for s in spec.services]
-    return replace(spec, node_name=holder)
+                         f"(was {assigned or 'unassigned'})") for s in services]
+    return holder
 
 
-def _eligible(world: World, spec: ClaimSpec) -> set[str]:
+def _eligible(world: World, pool_name: str, services: tuple[str, ...], cidr: str,
+              known: dict[tuple[object, ...], frozenset[str]]) -> frozenset[str]:
+    """The nodes that may hold a claim. Most claims share one answer (same
+    pool, no Local Service, no refusal): it is computed once per pass and
+    interned, so that the standbys' memo recognises it next pass."""
+    local = tuple(s for s in services if s in world.services and world.services[s].local)
+    refused = world.refused.get(cidr, frozenset())
+    key = (pool_name, local, refused)
+    found = known.get(key)
+    if found is not None:
+        return found
     nodes = set(world.nodes)
-    pool = next((p for p in world.pools if p.name == spec.pool), None)
+    pool = next((p for p in world.pools if p.name == pool_name), None)
     selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
     if selector is not None:
         nodes = {n for n in nodes if selector.matches(world.nodes[n])}
-    local = [world.endpoints.get(s, frozenset()) for s in spec.services
-             if s in world.services and world.services[s].local]
-    for with_endpoint in local:  # externalTrafficPolicy: Local
-        nodes &= with_endpoint
+    for service in local:  # externalTrafficPolicy: Local
+        nodes &= world.endpoints.get(service, frozenset())
     # nodes that refused it, unless every node did (then it stays where it is)
-    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes
+    known[key] = world.memo.intern(frozenset(nodes - refused or nodes))
+    return known[key]

@@ -48,10 +48,11 @@ class ServiceView:
     ports: frozenset[Port] = frozenset()
     ingress: tuple[str, ...] = ()
     local: bool = False  # externalTrafficPolicy: Local
+    # namespace/name, computed once: a pass reads it several times per Service
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
 
 def invalid_fields(svc: ServiceView) -> list[str]:

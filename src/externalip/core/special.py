@@ -16,6 +16,7 @@ list all three use.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -37,6 +38,7 @@ _SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
 )
 
 
+@functools.lru_cache(maxsize=1 << 17)  # every pass asks about every held address
 def special(ip: IPAddress) -> str:
     """Why `ip` may never be used as a Service address, or "" if it may."""
     for network, why in _SPECIAL:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from externalip import log
-from externalip.core import desired, liveness, notices, views
+from externalip.core import desired, liveness, notices, placement, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
 from externalip.core.pools import AddressPool, PoolError, build, usage
@@ -40,6 +41,7 @@ from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import metrics, relevance
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.memo import Memo
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -96,6 +98,10 @@ class Scheduler:
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
                              pools=self.pools.store, may_write=is_leader)
         self._last_events: set[desired.Event] = set()
+        self._service_views = Memo(lambda obj: views.service_view(obj, opts.lb_class,
+                                                                  opts.default_class))
+        self._claim_views = Memo(Claim.from_object)
+        self._placement = placement.Memo()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
@@ -128,6 +134,10 @@ class Scheduler:
             await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
             _log.info("caches synced", services=len(self.services.store),
                       claims=len(self.claims.store), pools=len(self.pools.store))
+            # The caches live as long as the process: out of the collector's
+            # sight, full collections no longer walk them during passes.
+            gc.collect()
+            gc.freeze()
             await self._loop()
         finally:
             for task in tasks:
@@ -171,22 +181,30 @@ class Scheduler:
                 or self.backoff.next_due() == 0.0
                 or time.monotonic() - self._last_pass >= FULL_PASS_EVERY)
 
-    async def reconcile(self) -> desired.Plan:
-        metrics.PASSES.inc()
+    def world(self) -> tuple[desired.World, dict[str, str]]:
+        """What the plan reads, from the caches (and the pools that are unusable).
+        Objects unchanged since the last pass keep their views (memo.py)."""
         pools, broken = self._pools()
-        world = desired.World(
-            services={k: views.service_view(o, self.opts.lb_class, self.opts.default_class)
-                      for k, o in self.services.store.items()},
-            claims={k: Claim.from_object(o) for k, o in self.claims.store.items()},
+        return desired.World(
+            services=self._service_views.over(self.services.store),
+            claims=self._claim_views.over(self.claims.store),
             pools=pools,
             nodes=self._eligible_nodes(),
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
             refused=self.refusals.observe(self.claims.store),
-        )
+            memo=self._placement,
+        ), broken
+
+    async def reconcile(self) -> desired.Plan:
+        metrics.PASSES.inc()
+        started = time.perf_counter()
+        world, broken = self.world()
+        pools = list(world.pools)
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
+        metrics.PASS_SECONDS.observe(time.perf_counter() - started)
         todo = self.backoff.hold_back(plan)  # objects whose writes failed wait their turn
         if todo.writes:
             await self.writer.apply(todo)
