@@ -15,6 +15,9 @@ from externalip.core.services import (
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+# The annotations service_view reads: a cache may drop every other one.
+SERVICE_ANNOTATIONS = frozenset({AUTO_ANNOTATION, IPS_ANNOTATION, POOL_ANNOTATION,
+                                 SHARING_ANNOTATION})
 
 
 def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: bool) -> bool:

@@ -37,6 +37,7 @@ from externalip.kube.api import (
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
+from externalip.kube.paths import object_key
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import metrics, relevance
@@ -68,7 +69,7 @@ class Scheduler:
                  is_leader: Callable[[], bool] = lambda: True) -> None:
         self.opts = opts
         self._is_leader = is_leader
-        self.services = Informer(api, SERVICES)
+        self.services = Informer(api, SERVICES, transform=_slim_service)
         self.claims = Informer(api, CLAIMS)
         self.pools = Informer(api, POOLS)
         self.nodes = Informer(api, NODES, transform=_slim_node)
@@ -79,10 +80,15 @@ class Scheduler:
                           self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
         self._wake = asyncio.Event()
-        # Only events that change what the plan reads wake a pass (relevance.py).
-        for inf, digest in ((self.services, relevance.service_digest(opts.lb_class,
-                                                                      opts.default_class)),
-                            (self.claims, relevance.claim_digest),
+        self._service_views = Memo(lambda obj: views.service_view(obj, opts.lb_class,
+                                                                  opts.default_class))
+        self._claim_views = Memo(Claim.from_object)
+        self._placement = placement.Memo()
+        # Only events that change what the plan reads wake a pass (relevance.py);
+        # the views it makes for that are the ones the next pass reads.
+        for inf, digest in ((self.services, lambda o: self._service_views.view(object_key(o), o)),
+                            (self.claims, lambda o: relevance.claim_digest(
+                                self._claim_views.view(object_key(o), o))),
                             (self.pools, relevance.pool_digest),
                             (self.nodes, relevance.node_digest),
                             (self.slices, relevance.slice_digest),
@@ -98,10 +104,6 @@ class Scheduler:
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
                              pools=self.pools.store, may_write=is_leader)
         self._last_events: set[desired.Event] = set()
-        self._service_views = Memo(lambda obj: views.service_view(obj, opts.lb_class,
-                                                                  opts.default_class))
-        self._claim_views = Memo(Claim.from_object)
-        self._placement = placement.Memo()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
@@ -297,6 +299,17 @@ def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
                 [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
                  for c in s.get("conditions") or ()])
     return bool(core(old) == core(new))
+
+
+def _slim_service(obj: dict[str, Any]) -> dict[str, Any]:
+    """Without other controllers' annotations (kubectl's last-applied copy of
+    the whole object, mostly) and managed fields: 10,000 Services are kept."""
+    meta = obj.get("metadata") or {}
+    meta.pop("managedFields", None)
+    notes = meta.get("annotations")
+    if notes:
+        meta["annotations"] = {k: v for k, v in notes.items() if k in views.SERVICE_ANNOTATIONS}
+    return obj
 
 
 def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:

@@ -21,15 +21,17 @@ class Memo(Generic[V]):
         self._convert = convert
         self._seen: dict[str, tuple[dict[str, Any], V]] = {}
 
+    def view(self, key: str, obj: dict[str, Any]) -> V:
+        """The view of one object (the relevance filter asks as events arrive,
+        so the next pass finds the views made)."""
+        hit = self._seen.get(key)
+        if hit is None or hit[0] is not obj:
+            hit = self._seen[key] = (obj, self._convert(obj))
+        return hit[1]
+
     def over(self, store: Mapping[str, dict[str, Any]]) -> dict[str, V]:
         """The view of every object in `store`, by the same keys; forgets the rest."""
-        seen, fresh = self._seen, {}
-        out: dict[str, V] = {}
-        for key, obj in store.items():
-            hit = seen.get(key)
-            if hit is None or hit[0] is not obj:
-                hit = (obj, self._convert(obj))
-            fresh[key] = hit
-            out[key] = hit[1]
-        self._seen = fresh
+        out = {key: self.view(key, obj) for key, obj in store.items()}
+        if len(self._seen) > len(out):
+            self._seen = {key: self._seen[key] for key in out}
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from externalip import log
@@ -40,17 +41,32 @@ class Writer:
         self._services = services
         self._pools = pools
         self._may_write = may_write
+        self._concurrency = concurrency
         self._limit = asyncio.Semaphore(concurrency)
 
     async def apply(self, plan: Plan) -> int:
-        """Run every write of the plan; returns how many failed (to retry later)."""
-        jobs: list[Awaitable[bool]] = [self._create(c) for c in plan.create]
-        jobs += [self._update(c) for c in plan.update]
-        jobs += [self._delete(n) for n in plan.delete]
-        jobs += [self._ingress(k, ips) for k, ips in plan.ingress.items()]
-        jobs += [self._external_ips(k, ips) for k, ips in plan.external_ips.items()]
-        results = await asyncio.gather(*jobs)
-        return sum(1 for ok in results if not ok)
+        """Run every write of the plan; returns how many failed (to retry later).
+
+        `concurrency` workers take the writes in turn: a coroutine per write
+        created up front (20,000 for 10,000 new Services) was the scheduler's
+        memory peak, and Python keeps the peak as its RSS.
+        """
+        jobs: list[Callable[[], Awaitable[bool]]] = [
+            *(partial(self._create, c) for c in plan.create),
+            *(partial(self._update, c) for c in plan.update),
+            *(partial(self._delete, n) for n in plan.delete),
+            *(partial(self._ingress, k, ips) for k, ips in plan.ingress.items()),
+            *(partial(self._external_ips, k, ips) for k, ips in plan.external_ips.items())]
+        queue = iter(jobs)
+        failed = 0
+
+        async def worker() -> None:
+            nonlocal failed
+            for job in queue:
+                if not await job():
+                    failed += 1
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(jobs)))))
+        return failed
 
     async def _send(self, kind: str, subject: str, write: Callable[[], Awaitable[Any]],
                     *, accept: tuple[type[ApiError], ...] = ()) -> bool | ApiError:
