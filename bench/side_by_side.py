@@ -65,6 +65,8 @@ from externalip_lab.topology import ip
 
 NS = "bench"
 Results = dict[str, dict[str, float]]
+# Every measured value per program and figure, for the plots (bench/plots.py)
+RAW: dict[str, dict[str, list[float]]] = {}
 
 
 class Bench:
@@ -79,6 +81,7 @@ class Bench:
     def record(self, key: str, values: list[float], what: str) -> None:
         unit = "ms" if key.startswith(("fo", "split")) else "s"
         print(f"  [{self.impl.name}] {what}: {summary(values, unit)}", flush=True)
+        RAW.setdefault(self.impl.name, {})[key] = list(values)
         if values:
             self.out[key] = median(values)
             self.out[key + " p99"] = p99(values)
@@ -297,6 +300,7 @@ class Bench:
         print("    requests by verb/resource: " + ", ".join(
             f"{v} {r}: {n}" for (v, r), n in others.most_common(10)), flush=True)
         self.out[f"scale{count}"] = t_all
+        RAW.setdefault(self.impl.name, {})[f"scale{count} each"] = have
         self.out[f"scale{count} req/svc"] = per_service
         self.out[f"scale{count} rss MiB"] = rss
         self.out[f"scale{count} cpu s"] = cpu
@@ -491,9 +495,12 @@ def main() -> int:
         for impl in impls:
             run(impl, lab, api, results, args)
     print_table(results, args.scale)
-    if args.json:
+    if args.json:  # what bench/plots.py draws, with the command and commit that made it
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False).stdout.strip()
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"command": "bench/side_by_side.py " + " ".join(sys.argv[1:]),
+                       "commit": commit, "figures": results, "raw": RAW}, f, indent=1)
     return 0
 
 
