@@ -45,6 +45,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from _common import (
     Api,
@@ -56,6 +57,7 @@ from _common import (
     p99,
     rss_cpu,
     summary,
+    timeline,
 )
 from _impls import APP, SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
@@ -67,6 +69,8 @@ NS = "bench"
 Results = dict[str, dict[str, float]]
 # Every measured value per program and figure, for the plots (bench/plots.py)
 RAW: dict[str, dict[str, list[float]]] = {}
+# Per program and fault, what the client saw in each failover run (timeline())
+TIMELINES: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
 
 class Bench:
@@ -190,6 +194,8 @@ class Bench:
                 if hit is not None:
                     times.append(hit[0] - t0)
                     time.sleep(2.0)  # watch both MACs for a while after the move
+                    TIMELINES.setdefault(self.impl.name, {}).setdefault(fault, []).append(
+                        timeline(probe, t0, victim, hit[0] - t0 + 1.0))
                     if old_mac is not None:
                         windows.append(arp.overlap(old_mac, t0))
                 self.impl.restore_node(victim)
@@ -500,7 +506,8 @@ def main() -> int:
                                 text=True, check=False).stdout.strip()
         with open(args.json, "w") as f:
             json.dump({"command": "bench/side_by_side.py " + " ".join(sys.argv[1:]),
-                       "commit": commit, "figures": results, "raw": RAW}, f, indent=1)
+                       "commit": commit, "figures": results, "raw": RAW,
+                       "timelines": TIMELINES}, f, indent=1)
     return 0
 
 
