@@ -113,10 +113,11 @@ class Api:
             self.own[(verb, resource)] += 1
 
     def request(self, method: str, path: str, body: Any = None,
-                ok: tuple[int, ...] = (200, 201, 202)) -> Any:
+                ok: tuple[int, ...] = (200, 201, 202),
+                content_type: str = "application/json") -> Any:
         self._count(method, path)
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
         for attempt in range(3):
             conn = self._conn()
             try:
