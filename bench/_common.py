@@ -130,6 +130,9 @@ class Api:
                 if attempt == 2:
                     raise
                 continue
+            if resp.status in (429, 503, 504) and attempt < 2 and resp.status not in ok:
+                time.sleep(1.0)  # an overloaded API server: a create that timed out may
+                continue         # have happened, and its retry answers 409 (create() accepts)
             if resp.status not in ok:
                 raise RuntimeError(f"{method} {path}: {resp.status} {payload[:300]!r}")
             return json.loads(payload) if payload else None
