@@ -64,6 +64,7 @@ NEEDED: list[Check] = [
     (SCHEDULER, "patch", POOLS, "status", None),
     (SCHEDULER, "list", NODES_CR, "", None),  # the peers each agent hears (backstop)
     (SCHEDULER, "watch", NODES_CR, "", None),
+    (SCHEDULER, "patch", NODES_CR, "", None),  # spec.draining mirrors the drain label
     (SCHEDULER, "create", "events", "", ALL_NS),
     (SCHEDULER, "patch", "events", "", ALL_NS),
     # simple mode: reads Services
@@ -97,11 +98,13 @@ FORBIDDEN: list[Check] = [
       for ns in ("kube-node-lease", "kube-system", "default", ALL_NS)],
     (AGENT, "delete", LEASES, "", NS),
     *[(AGENT, verb, "nodes", "", None) for verb in ("update", "patch", "delete")],
-    # the scheduler may not delete or change Nodes, pools' spec, IpNodes, or others' Leases
+    # the scheduler may not delete or change Nodes, pools' spec, IpNodes (but for
+    # patching spec.draining), or others' Leases
     *[(SCHEDULER, verb, "nodes", "", None) for verb in ("delete", "update", "patch", "create")],
     *[(SCHEDULER, verb, POOLS, "", None) for verb in ("create", "update", "patch", "delete")],
     *[(SCHEDULER, verb, NODES_CR, sub, None)
-      for verb in ("create", "update", "patch", "delete") for sub in ("", "status")],
+      for verb in ("create", "update", "patch", "delete") for sub in ("", "status")
+      if (verb, sub) != ("patch", "")],
     (SCHEDULER, "delete", "services", "", ALL_NS),
     (SCHEDULER, "create", "services", "", ALL_NS),
     *[(SCHEDULER, verb, LEASES, "", ns)

@@ -214,3 +214,16 @@ def test_properties_no_ip_twice_inside_the_pools_fair_spread_fixed_point(
     counts = [load.get(n, 0) for n in nodes]
     assert max(counts) - min(counts) <= 1
     assert plan(w).writes == 0
+
+
+def test_a_claim_carries_the_ports_of_its_services_for_the_port_guard() -> None:
+    web = lb("web", sharing_key="k")
+    dns = replace(lb("dns", sharing_key="k"), ports=frozenset({("UDP", 53), ("TCP", 53)}))
+    w = converge(world([web, dns]))
+    (claim,) = [c for c in w.claims.values() if c.spec.cidr.startswith("192.0.2.")]
+    assert claim.spec.ports == (("TCP", 53), ("TCP", 80), ("UDP", 53))
+    assert claim.spec.to_dict()["ports"][0] == {"protocol": "TCP", "port": 53}
+    assert type(claim.spec).from_dict(claim.spec.to_dict()) == claim.spec
+    # a Service that leaves the address takes its ports with it
+    p = plan(replace(w, services={web.key: w.services[web.key]}))
+    assert [c.spec.ports for c in p.update] == [(("TCP", 80),)]

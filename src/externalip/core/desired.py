@@ -26,7 +26,7 @@ from externalip.core import placement
 from externalip.core.addresses import IPAddress, claim_name, family, parse_ip, text
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
-from externalip.core.model import Claim, ClaimSpec, LabelSelector
+from externalip.core.model import Claim, ClaimSpec
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView, invalid_fields
 
@@ -55,9 +55,20 @@ class World:
     # the node: never allocated, never placed (another node announcing them
     # would steal the node's traffic).
     node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses agents report holding (IpNode status.addresses) -> the node. One
+    # whose claim is gone is still on that node (cut off from the API, it did
+    # not learn of the delete): it is not handed to anyone until released, or
+    # two nodes would answer for it.
+    held: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses another host on the segment uses (the agents' probes) -> what
+    # is known of it: never chosen from a pool; a Service whose pool address
+    # turned out to be one gets another.
+    conflicts: Mapping[IPAddress, str] = field(default_factory=dict)
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # live nodes labelled for drain: no new claims or standby roles; theirs move away
+    draining: frozenset[str] = frozenset()
     # remembered rankings: the scheduler keeps one from pass to pass
     memo: placement.Memo = field(default_factory=placement.Memo)
 
@@ -82,6 +93,20 @@ def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
     return sorted(alloc.pooled.get(svc.key, ()), key=lambda ip: (ip.version, int(ip)))
 
 
+def _usable(alloc: _Allocator, svc: ServiceView, plan: Plan) -> list[IPAddress]:
+    """Its pool addresses it may keep: not refused, not used by another host."""
+    out = []
+    for ip in _held(alloc, svc):
+        conflict = alloc.world.conflicts.get(ip)
+        if conflict is not None and text(ip) not in svc.requested:
+            plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                     f"{ip} is in use by another host on the segment "
+                                     f"({conflict}); the pool skips it"))
+        elif not alloc.refusal(ip, svc)[0]:
+            out.append(ip)
+    return out
+
+
 def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAddress, ...]:
     """One address per family the Service asks for, for status.loadBalancer.ingress.
 
@@ -93,8 +118,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
     LoadBalancer Services at all. The requested addresses were validated
     before (services.invalid_fields).
     """
-    held = [ip for ip in _held(alloc, svc)
-            if text(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
+    held = [ip for ip in _usable(alloc, svc, plan) if text(ip) not in svc.external_ips]
     requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
     out: list[IPAddress] = []
     for fam in svc.families:
@@ -121,6 +145,10 @@ def _requested_pool(alloc: _Allocator, svc: ServiceView, ip: IPAddress,
     """The pool a requested address comes from, or None with a Warning why not."""
     reason, message = alloc.refusal(ip, svc)
     pool = alloc.pool_of(ip, svc) if not reason else None
+    if ip in alloc.world.conflicts:  # asked for by name: kept, but said
+        plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                 f"{ip} is in use by another host on the segment "
+                                 f"({alloc.world.conflicts[ip]})"))
     if not reason and pool is None:
         reason, message = "RequestedIPUnavailable", f"{ip} is not in any pool this Service may use"
     if not reason and not alloc.can_share(ip, svc):
@@ -166,7 +194,7 @@ def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
 def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
     """The seed's external-ip=auto: one pool address appended to spec.externalIPs,
     once the claim that reserves it exists (the pass after it was allocated)."""
-    held = [ip for ip in _held(alloc, svc) if not alloc.refusal(ip, svc)[0]]
+    held = _usable(alloc, svc, plan)
     if any(str(ip) in svc.external_ips for ip in held):
         return svc.external_ips
     if held:
@@ -258,18 +286,32 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             load.load[claim.spec.node_name] += 1
     for name in sorted(set(world.claims) - set(desired)):
         out.delete.append(name)
-    eligible_sets: dict[tuple[object, ...], frozenset[str]] = {}
+    known: dict[tuple[object, ...], tuple[frozenset[str], frozenset[str]]] = {}
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
-        cidr = f"{text(ip)}/{_mask(world, ip)}"
-        pool = current.spec.pool if current and current.spec.pool else want.pool
-        services = tuple(sorted(want.services))
-        eligible = _eligible(world, pool, services, cidr, eligible_sets)
-        node = _node(ip, current, services, eligible=eligible, load=load, out=out)
-        spec = ClaimSpec(cidr=cidr, node_name=node, link=current.spec.link if current else "",
-                         pool=pool, services=services, sharing_key=want.sharing_key,
-                         standbys=world.memo.standbys(name, node, eligible) if node else ())
+        if current is None and _still_held(alloc, ip, want, out):
+            continue
+        spec = ClaimSpec(
+            cidr=f"{text(ip)}/{_mask(world, ip)}",
+            node_name=current.spec.node_name if current else "",
+            link=current.spec.link if current else "",
+            pool=(current.spec.pool if current and current.spec.pool else want.pool),
+            services=tuple(sorted(want.services)),
+            sharing_key=want.sharing_key,
+            handover_from=current.spec.handover_from if current else "",
+            ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
+        )
+        eligible, placeable = placement.eligible(world, spec, known)
+        spec = _record_takeover(current, spec, eligible, out)
+        if spec.node_name not in placeable:
+            spec, notes = placement.place(world, spec, ip, placeable or frozenset(
+                eligible & {spec.node_name}), load, new=current is None)
+            out.events += [Event(s, *note) for note in notes for s in spec.services]
+        elif current is not None and spec.node_name != current.spec.node_name:
+            spec = replace(spec, handover_from="")  # a takeover recorded: nothing to hand over
+        spec = replace(spec, standbys=world.memo.standbys(name, spec.node_name, placeable)
+                       if spec.node_name else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
@@ -277,61 +319,29 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     world.memo.end_pass()
 
 
-def _node(ip: IPAddress, current: Claim | None, services: tuple[str, ...], *,
-          eligible: frozenset[str], load: placement.Loads, out: Plan) -> str:
-    """Where the claim is to be: where it is, where a standby took it over,
-    or (when that node is not eligible) the node the policy chooses."""
-    node = _record_takeover(current, services, eligible, out)
-    if node in eligible:
-        return node
-    chosen = load.choose(eligible)
-    if node and load.load.get(node):
-        load.add(node, -1)
-    if chosen is not None:
-        load.add(chosen, 1)
-        if node:  # first placements are visible on the claim; moves are news
-            out.events += [Event(s, NORMAL, "ClaimMoved", f"{ip} moved to node {chosen} "
-                                 f"(was {node})") for s in services]
-    elif current is None or node:  # say it once, when it becomes unplaceable
-        out.events += [Event(s, WARNING, "NoEligibleNode",
-                             f"no live eligible node can hold {ip}") for s in services]
-    return chosen or ""
+def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> bool:
+    """A node cut off from the API still holds `ip` for a deleted claim: a new
+    claim could land on a second node. It waits until the address is released."""
+    node = alloc.held_elsewhere(ip)
+    if node:
+        out.events += [Event(s, WARNING, "AddressStillHeld",
+                             f"{ip} is still held by node {node} for a deleted claim; "
+                             "waiting until it releases it") for s in sorted(want.services)]
+    return bool(node)
 
 
-def _record_takeover(current: Claim | None, services: tuple[str, ...],
-                     eligible: frozenset[str], out: Plan) -> str:
-    """The claim's node: a standby that took the address over on its own
-    (core.liveness) becomes the record. The takeover never waited for this."""
-    assigned = current.spec.node_name if current else ""
+def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: frozenset[str],
+                     out: Plan) -> ClaimSpec:
+    """A standby took the address over on its own (core.liveness): make it the
+    record. The takeover itself never waited for this write."""
     if current is None or not current.status.ready:
-        return assigned
+        return spec
     holder = current.status.holder
-    if not holder or holder == assigned or holder not in eligible:
-        return assigned
+    # (a node handing the address over names itself until the new holder writes)
+    if holder in ("", spec.node_name, spec.handover_from) or holder not in eligible:
+        return spec
     out.events += [Event(s, NORMAL, "ClaimTakenOver",
                          f"{current.spec.cidr} taken over by node {holder} "
-                         f"(was {assigned or 'unassigned'})") for s in services]
-    return holder
+                         f"(was {spec.node_name or 'unassigned'})") for s in spec.services]
+    return replace(spec, node_name=holder)
 
-
-def _eligible(world: World, pool_name: str, services: tuple[str, ...], cidr: str,
-              known: dict[tuple[object, ...], frozenset[str]]) -> frozenset[str]:
-    """The nodes that may hold a claim. Most claims share one answer (same
-    pool, no Local Service, no refusal): it is computed once per pass and
-    interned, so that the standbys' memo recognises it next pass."""
-    local = tuple(s for s in services if s in world.services and world.services[s].local)
-    refused = world.refused.get(cidr, frozenset())
-    key = (pool_name, local, refused)
-    found = known.get(key)
-    if found is not None:
-        return found
-    nodes = set(world.nodes)
-    pool = next((p for p in world.pools if p.name == pool_name), None)
-    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
-    if selector is not None:
-        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
-    for service in local:  # externalTrafficPolicy: Local
-        nodes &= world.endpoints.get(service, frozenset())
-    # nodes that refused it, unless every node did (then it stays where it is)
-    known[key] = world.memo.intern(frozenset(nodes - refused or nodes))
-    return known[key]

@@ -13,6 +13,14 @@ import hashlib
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from externalip.core.addresses import IPAddress
+from externalip.core.model import ClaimSpec, LabelSelector
+
+if TYPE_CHECKING:
+    from externalip.core.desired import World
 
 FAIR, FIRST_ALIVE = "fair", "first-alive"
 STANDBYS = 3  # how many nodes stand by for each claim
@@ -65,6 +73,69 @@ def standbys(claim: str, holder: str, eligible: Iterable[str], count: int = STAN
 
 def _rank(claim: str, node: str) -> bytes:
     return hashlib.blake2b(f"{claim}/{node}".encode(), digest_size=8).digest()
+
+
+def eligible(world: World, spec: ClaimSpec,
+             known: dict[tuple[object, ...], tuple[frozenset[str], frozenset[str]]]
+             ) -> tuple[frozenset[str], frozenset[str]]:
+    """The nodes that may hold the claim (the pool's nodeSelector, nodes with an
+    endpoint for Local Services, and not those that refused it lately), and
+    of those the ones new claims may go to (not draining).
+
+    Most claims share one answer (same pool, no Local Service, no refusal):
+    it is computed once per pass (`known`) and interned in the world's memo,
+    so that the standbys' memo recognises it on the next pass.
+    """
+    local = tuple(s for s in spec.services if s in world.services and world.services[s].local)
+    refused = world.refused.get(spec.cidr, frozenset())
+    key = (spec.pool, local, refused)
+    if key not in known:
+        nodes = _eligible(world, spec.pool, local, refused)
+        known[key] = (world.memo.intern(nodes), world.memo.intern(nodes - world.draining))
+    return known[key]
+
+
+def _eligible(world: World, pool_name: str, local: tuple[str, ...],
+              refused: frozenset[str]) -> frozenset[str]:
+    nodes = set(world.nodes)
+    pool = next((p for p in world.pools if p.name == pool_name), None)
+    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
+    if selector is not None:
+        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
+    for service in local:  # externalTrafficPolicy: Local
+        nodes &= world.endpoints.get(service, frozenset())
+    # nodes that refused it, unless every node did (then it stays where it is)
+    return frozenset(nodes - refused or nodes)
+
+
+def place(world: World, spec: ClaimSpec, ip: IPAddress, eligible: frozenset[str],
+          load: Loads, *, new: bool) -> tuple[ClaimSpec, list[tuple[str, str, str]]]:
+    """Put a claim whose node may not hold it (any more) on an eligible node;
+    the spec, and (type, reason, message) of the Events for its Services.
+
+    A claim leaving a draining node names it in handoverFrom: it keeps the
+    address until the new holder has it (make-before-break). One that no other
+    node can take stays (`eligible` is then just its node), with a Warning.
+    """
+    previous = spec.node_name
+    if previous in eligible:
+        return spec, [("Warning", "DrainBlocked", f"{ip} stays on draining node {previous}: "
+                       "no other eligible node can hold it")] if previous in world.draining \
+            else []
+    node = load.choose(eligible)
+    if previous and load.load.get(previous):
+        load.add(previous, -1)
+    draining = previous in world.draining
+    notes: list[tuple[str, str, str]] = []
+    if node is not None:
+        load.add(node, 1)
+        if previous:  # first placements are visible on the claim; moves are news
+            why = ", draining: it hands the address over" if draining else ""
+            notes.append(("Normal", "ClaimMoved",
+                          f"{ip} moved to node {node} (was {previous}{why})"))
+    elif new or previous:  # say it once, when it becomes unplaceable
+        notes.append(("Warning", "NoEligibleNode", f"no live eligible node can hold {ip}"))
+    return replace(spec, node_name=node or "", handover_from=previous if draining else ""), notes
 
 
 class Memo:

@@ -40,7 +40,8 @@ _SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
 
 @functools.lru_cache(maxsize=1 << 17)  # every pass asks about every held address
 def special(ip: IPAddress) -> str:
-    """Why `ip` may never be used as a Service address, or "" if it may."""
+    """Why `ip` may never be used as a Service address, or "" if it may.
+    (Cached: an agent asks it for each of its thousands of addresses on every pass.)"""
     for network, why in _SPECIAL:
         if ip.version == network.version and ip in network:
             return f"{ip} {why}"

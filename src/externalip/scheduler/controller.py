@@ -40,8 +40,9 @@ from externalip.kube.leases import LeaseTracker
 from externalip.kube.paths import object_key
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics, relevance
+from externalip.scheduler import metrics, relevance, slim
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.memo import Memo
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
@@ -69,13 +70,13 @@ class Scheduler:
                  is_leader: Callable[[], bool] = lambda: True) -> None:
         self.opts = opts
         self._is_leader = is_leader
-        self.services = Informer(api, SERVICES, transform=_slim_service)
+        self.services = Informer(api, SERVICES, transform=slim.service)
         self.claims = Informer(api, CLAIMS)
         self.pools = Informer(api, POOLS)
-        self.nodes = Informer(api, NODES, transform=_slim_node)
+        self.nodes = Informer(api, NODES, transform=slim.node)
         self.leases = Informer(api, LEASES, namespace=opts.namespace)
         self.slices = Informer(api, ENDPOINT_SLICES)
-        self.ipnodes = Informer(api, IPNODES, transform=_slim_ipnode)
+        self.ipnodes = Informer(api, IPNODES, transform=slim.ipnode)
         self.informers = [self.services, self.claims, self.pools, self.nodes, self.leases,
                           self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
@@ -97,6 +98,7 @@ class Scheduler:
         self.leases.add_handler(self._on_lease)
         self.backoff = Backoff()
         self.refusals = Refusals()
+        self.conflicts = Conflicts()
         self._alive_at_pass: set[str] | None = None
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
@@ -187,15 +189,20 @@ class Scheduler:
         """What the plan reads, from the caches (and the pools that are unusable).
         Objects unchanged since the last pass keep their views (memo.py)."""
         pools, broken = self._pools()
+        nodes, draining = self._eligible_nodes(), self._draining()
         return desired.World(
             services=self._service_views.over(self.services.store),
             claims=self._claim_views.over(self.claims.store),
             pools=pools,
-            nodes=self._eligible_nodes(),
+            nodes=nodes,
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
+            held=views.held_addresses({n: o for n, o in self.ipnodes.store.items()
+                                       if n in self.nodes.store}),
             refused=self.refusals.observe(self.claims.store),
+            conflicts=self.conflicts.observe(self.claims.store),
+            draining=draining & nodes.keys(),  # a dead node hands nothing over
             memo=self._placement,
         ), broken
 
@@ -213,6 +220,7 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
+        await self._mirror_draining(self._draining())
         self._metrics(world)
         return plan
 
@@ -233,6 +241,17 @@ class Scheduler:
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
+
+    def _draining(self) -> frozenset[str]:
+        return frozenset(n for n, o in self.nodes.store.items() if views.node_draining(o))
+
+    async def _mirror_draining(self, draining: frozenset[str]) -> None:
+        """IpNode spec.draining follows the Node's drain label, for `kubectl get
+        ipnodes` (a printer column): it says the scheduler has seen the drain."""
+        for name, obj in list(self.ipnodes.store.items()):
+            want = name in draining
+            if bool((obj.get("spec") or {}).get("draining")) != want:
+                await self.writer.patch_ipnode_draining(name, want)
 
     async def _emit(self, events: list[desired.Event]) -> None:
         current = set(events)
@@ -299,34 +318,3 @@ def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
                 [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
                  for c in s.get("conditions") or ()])
     return bool(core(old) == core(new))
-
-
-def _slim_service(obj: dict[str, Any]) -> dict[str, Any]:
-    """Without other controllers' annotations (kubectl's last-applied copy of
-    the whole object, mostly) and managed fields: 10,000 Services are kept."""
-    meta = obj.get("metadata") or {}
-    meta.pop("managedFields", None)
-    notes = meta.get("annotations")
-    if notes:
-        meta["annotations"] = {k: v for k, v in notes.items() if k in views.SERVICE_ANNOTATIONS}
-    return obj
-
-
-def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what placement reads: nodes carry large images and status lists."""
-    status = obj.get("status") or {}
-    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "labels",
-                                                             "resourceVersion", "uid")},
-            "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
-            "status": {"conditions": [c for c in status.get("conditions") or ()
-                                      if c.get("type") == "Ready"],
-                       "addresses": status.get("addresses") or []}}
-
-
-def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the plan reads of an agent's IpNode: the node's own addresses (never
-    allocated) and the peers it hears (the backstop's liveness)."""
-    status = obj.get("status") or {}
-    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
-            "status": {"peers": status.get("peers") or [],
-                       "nodeAddresses": status.get("nodeAddresses") or []}}

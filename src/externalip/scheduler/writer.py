@@ -19,6 +19,7 @@ from externalip.core.desired import Plan
 from externalip.core.model import Claim
 from externalip.kube.api import (
     CLAIMS,
+    IPNODES,
     POOLS,
     SERVICES,
     Api,
@@ -110,7 +111,10 @@ class Writer:
                 await self._refresh(claim.name)
             return False
         before = (old or {}).get("spec", {}).get("nodeName", "")
-        if before and before != claim.spec.node_name:
+        if before and before != claim.spec.node_name and claim.spec.handover_from == before:
+            _log.info("claim handed over from a draining node", claim=claim.name,
+                      node=claim.spec.node_name, was=before)  # maintenance: no failover
+        elif before and before != claim.spec.node_name:
             FAILOVERS.inc()
             _log.info("claim moved", claim=claim.name, node=claim.spec.node_name, was=before)
         return True
@@ -158,4 +162,10 @@ class Writer:
     async def patch_pool_status(self, name: str, status: dict[str, Any]) -> bool:
         done = await self._send("pool-status", name, lambda: self._api.merge_patch(
             POOLS, name, {"status": status}, subresource="status", cache=self._pools))
+        return done is True
+
+    async def patch_ipnode_draining(self, name: str, draining: bool) -> bool:
+        """Mirror a Node's drain label on its IpNode (kubectl get ipnodes shows it)."""
+        done = await self._send("ipnode-draining", name, lambda: self._api.merge_patch(
+            IPNODES, name, {"spec": {"draining": draining or None}}), accept=(NotFoundError,))
         return done is True
