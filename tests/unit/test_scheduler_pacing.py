@@ -8,7 +8,7 @@ from externalip.core.desired import Plan
 from externalip.core.model import Claim, ClaimSpec
 from externalip.core.views import service_view
 from externalip.kube.informer import ADDED, DELETED, MODIFIED
-from externalip.scheduler import relevance
+from externalip.scheduler import relevance, slim
 from externalip.scheduler.backoff import Backoff
 from externalip.scheduler.memo import Memo
 from externalip.scheduler.refusals import Refusals
@@ -131,3 +131,20 @@ def test_a_view_is_made_once_per_object_version() -> None:
     assert memo.over({"a": newer}) == {"a": "3"}
     assert memo.over({"a": newer, "b": second}) == {"a": "3", "b": "2"}
     assert made == ["1", "2", "3", "2"]  # b was forgotten when it left the store
+
+
+def test_the_slim_service_cache_keeps_all_the_view_reads() -> None:
+    """Every annotation service_view reads survives the cache's slimming
+    (ours and MetalLB's aliases); others' annotations do not."""
+    notes = {"externalip.io/pool": "p", "metallb.universe.tf/loadBalancerIPs": "192.0.2.7",
+             "metallb.io/allow-shared-ip": "k", "external-ip": "auto",
+             "kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+    svc = {"metadata": {"name": "a", "namespace": "ns", "annotations": dict(notes),
+                        "managedFields": [{}]},
+           "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+    full = service_view({**svc, "metadata": {**svc["metadata"]}}, "externalip.io/lb", True)
+    slimmed = slim.service(svc)
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in \
+        slimmed["metadata"]["annotations"]
+    assert "managedFields" not in slimmed["metadata"]
+    assert service_view(slimmed, "externalip.io/lb", True) == full

@@ -9,15 +9,20 @@ from externalip.core.addresses import IPAddress, parse_ip
 from externalip.core.services import (
     AUTO_ANNOTATION,
     IPS_ANNOTATION,
+    METALLB_ALIASES,
+    METALLB_PREFIXES,
     POOL_ANNOTATION,
     SHARING_ANNOTATION,
     ServiceView,
+    annotation,
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
-# The annotations service_view reads: a cache may drop every other one.
+# The annotations service_view reads (ours and their MetalLB aliases): a
+# cache may drop every other one.
 SERVICE_ANNOTATIONS = frozenset({AUTO_ANNOTATION, IPS_ANNOTATION, POOL_ANNOTATION,
-                                 SHARING_ANNOTATION})
+                                 SHARING_ANNOTATION} | {
+    prefix + alias for prefix in METALLB_PREFIXES for alias in METALLB_ALIASES.values()})
 # Ours: "true" asks the scheduler to move the node's addresses away,
 # make-before-break (`externalip drain NODE` sets it; docs/maintenance.md).
 DRAIN_LABEL = "externalip.io/drain"
@@ -44,8 +49,10 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
     families = tuple(spec.get("ipFamilies") or ("IPv4",))
     if spec.get("ipFamilyPolicy") in (None, "SingleStack"):
         families = families[:1]
-    requested = tuple(ip.strip() for ip in (annotations.get(IPS_ANNOTATION) or "").split(",")
-                      if ip.strip())
+    # ours, else MetalLB's alias (core.services): key actually used, value
+    found = {ours: annotation(annotations, ours)
+             for ours in (IPS_ANNOTATION, POOL_ANNOTATION, SHARING_ANNOTATION)}
+    requested = tuple(ip.strip() for ip in found[IPS_ANNOTATION][1].split(",") if ip.strip())
     if not requested and spec.get("loadBalancerIP"):
         requested = (spec["loadBalancerIP"],)
     ingress = (obj.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
@@ -60,11 +67,12 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         external_ips=tuple(spec.get("externalIPs") or ()),
         families=families,
         requested=requested,
-        pool=annotations.get(POOL_ANNOTATION, ""),
-        sharing_key=annotations.get(SHARING_ANNOTATION, ""),
+        pool=found[POOL_ANNOTATION][1],
+        sharing_key=found[SHARING_ANNOTATION][1],
         ports=service_ports(spec),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
+        aliases={ours: key for ours, (key, _) in found.items() if key and key != ours},
     )
 
 
