@@ -40,7 +40,8 @@ def apply(w: World, p: Plan) -> World:
         claims[c.name] = c
     services = dict(w.services)
     for key, ingress in p.ingress.items():
-        services[key] = replace(services[key], ingress=ingress)
+        services[key] = replace(services[key], ingress=ingress,
+                                condition=p.conditions.get(key, services[key].condition))
     for key, ips in p.external_ips.items():
         services[key] = replace(services[key], external_ips=ips)
     return replace(w, claims=claims, services=services)

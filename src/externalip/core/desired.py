@@ -18,10 +18,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from externalip.core import placement
+from externalip.core import conditions, placement
 from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
+from externalip.core.conditions import Condition
 from externalip.core.model import Claim, ClaimSpec, LabelSelector
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView, invalid_fields
@@ -64,6 +65,8 @@ class Plan:
     ingress: dict[str, tuple[str, ...]] = field(default_factory=dict)
     external_ips: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    # the Service's condition, written in the same patch as its `ingress`
+    conditions: dict[str, Condition] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
@@ -225,18 +228,23 @@ def plan(world: World) -> Plan:
             valid.append(svc)
             continue
         out.events.append(Event(svc.key, WARNING, "InvalidService", "; ".join(problems)))
-        if svc.load_balancer and svc.ingress:
-            out.ingress[svc.key] = ()
+        invalid = Condition.of(conditions.SERVICE, False, "InvalidService", "; ".join(problems))
+        if svc.load_balancer and (svc.ingress or svc.condition != invalid):
+            out.ingress[svc.key], out.conditions[svc.key] = (), invalid
     # Adopt before allocating: every Service's spec.externalIPs and existing
     # pool addresses are taken first, so new Services only get what is free.
     for svc in valid:
         _adopt(alloc, svc, out)
     for svc in valid:
         if svc.load_balancer:
+            start = len(out.events)
             ingress = tuple(str(ip) for ip in _allocate_lb(alloc, svc, out)
                             if _accepted(alloc, ip, svc))
-            if ingress != svc.ingress:
-                out.ingress[svc.key] = ingress
+            cond = conditions.for_service(ingress, len(svc.families), [
+                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING])
+            if ingress != svc.ingress or (cond is not None and cond != svc.condition):
+                out.ingress[svc.key] = ingress  # the condition rides in the same patch
+                out.conditions[svc.key] = cond or conditions.pending(ingress)
         elif svc.auto:
             external = _allocate_auto(alloc, svc, out)
             if external != svc.external_ips:

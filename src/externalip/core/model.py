@@ -253,6 +253,9 @@ class Claim:
     status: ClaimStatus = ClaimStatus()
     labels: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""
+    # status.conditions as stored (core.conditions reads and merges them);
+    # apart from ClaimStatus so comparing statuses ignores their timestamps
+    conditions: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Claim:
@@ -263,6 +266,7 @@ class Claim:
             status=ClaimStatus.from_dict(obj.get("status")),
             labels=dict(meta.get("labels") or {}),
             resource_version=str(meta.get("resourceVersion") or ""),
+            conditions=tuple((obj.get("status") or {}).get("conditions") or ()),
         )
 
     def to_object(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from externalip.core.addresses import family, parse_ip
+from externalip.core.conditions import Condition
 
 AUTO_ANNOTATION = "external-ip"
 POOL_ANNOTATION = "externalip.io/pool"
@@ -48,6 +49,7 @@ class ServiceView:
     ports: frozenset[Port] = frozenset()
     ingress: tuple[str, ...] = ()
     local: bool = False  # externalTrafficPolicy: Local
+    condition: Condition | None = None  # ours in status.conditions (core.conditions.SERVICE)
 
     @property
     def key(self) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from externalip.core.addresses import IPAddress, parse_ip
+from externalip.core.conditions import SERVICE, find
 from externalip.core.services import (
     AUTO_ANNOTATION,
     IPS_ANNOTATION,
@@ -55,6 +56,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
                         for p in spec.get("ports") or ()),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
+        condition=find((obj.get("status") or {}).get("conditions"), SERVICE),
     )
 
 

@@ -38,7 +38,7 @@ from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics, relevance
+from externalip.scheduler import health, metrics, relevance
 from externalip.scheduler.backoff import Backoff
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
@@ -193,6 +193,7 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
+        await health.write(self.writer, self.ipnodes.store, self._alive())
         self._metrics(world)
         return plan
 
@@ -205,11 +206,14 @@ class Scheduler:
                 broken[name] = str(exc)
         return good, broken
 
-    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+    def _alive(self) -> set[str]:
         since = self.leases.connected_since
-        alive = liveness.backstop_alive(
+        return set(liveness.backstop_alive(
             {n for n in self.nodes.store if self.tracker.alive(n, since)},
-            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()})
+            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()}))
+
+    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+        alive = self._alive()
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
@@ -237,7 +241,8 @@ class Scheduler:
             use = usage(pool, addresses)
             wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
                                  "conditions": [_condition("Valid", True, "PoolValid",
-                                                           "addresses can be allocated")]}
+                                                           "addresses can be allocated"),
+                                                _exhausted(use.free)]}
             metrics.POOL_SIZE.labels(pool.name).set(use.total)
             metrics.POOL_USED.labels(pool.name).set(use.used)
         for name, message in broken.items():
@@ -273,6 +278,15 @@ def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]
             "message": message, "lastTransitionTime": now_rfc3339()}
 
 
+def _exhausted(free: int) -> dict[str, Any]:
+    # a constant message: the count is in status.free, and a message that
+    # changed per allocation would make every allocation rewrite the condition
+    if free:
+        return _condition("Exhausted", False, "FreeAddresses", "addresses are free")
+    return _condition("Exhausted", True, "NoFreeAddress",
+                      "every address is taken: new Services of this pool wait")
+
+
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
     def core(s: dict[str, Any]) -> Any:
         return (s.get("total"), s.get("used"), s.get("free"),
@@ -298,4 +312,5 @@ def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status") or {}
     return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
             "status": {"peers": status.get("peers") or [],
-                       "nodeAddresses": status.get("nodeAddresses") or []}}
+                       "nodeAddresses": status.get("nodeAddresses") or [],
+                       "conditions": status.get("conditions") or []}}

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from externalip import log
+from externalip.core.conditions import Condition, merge
 from externalip.core.desired import Plan
 from externalip.core.model import Claim
 from externalip.kube.api import (
     CLAIMS,
+    IPNODES,
     POOLS,
     SERVICES,
     Api,
@@ -27,6 +29,7 @@ from externalip.kube.api import (
     NotFoundError,
     remember,
 )
+from externalip.kube.times import now_rfc3339
 from externalip.scheduler.metrics import FAILOVERS, WRITES
 
 _log = log.get(__name__)
@@ -47,7 +50,8 @@ class Writer:
         jobs: list[Awaitable[bool]] = [self._create(c) for c in plan.create]
         jobs += [self._update(c) for c in plan.update]
         jobs += [self._delete(n) for n in plan.delete]
-        jobs += [self._ingress(k, ips) for k, ips in plan.ingress.items()]
+        jobs += [self._ingress(k, ips, plan.conditions.get(k))
+                 for k, ips in plan.ingress.items()]
         jobs += [self._external_ips(k, ips) for k, ips in plan.external_ips.items()]
         results = await asyncio.gather(*jobs)
         return sum(1 for ok in results if not ok)
@@ -113,10 +117,15 @@ class Writer:
         _log.info("claim deleted", claim=name)
         return True
 
-    async def _ingress(self, key: str, ips: tuple[str, ...]) -> bool:
+    async def _ingress(self, key: str, ips: tuple[str, ...],
+                       condition: Condition | None = None) -> bool:
         ns, name = key.split("/", 1)
-        body = {"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}
-                                                        for ip in ips]}}}
+        status: dict[str, Any] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}
+                                                               for ip in ips]}}
+        if condition is not None:  # one patch, one request: the list carries others' too
+            current = ((self._services.get(key) or {}).get("status") or {}).get("conditions")
+            status["conditions"] = merge(current, (condition,), now_rfc3339())
+        body = {"status": status}
         done = await self._send("service-status", key, lambda: self._api.merge_patch(
             SERVICES, name, body, ns, subresource="status", cache=self._services))
         return done is True
@@ -142,4 +151,9 @@ class Writer:
     async def patch_pool_status(self, name: str, status: dict[str, Any]) -> bool:
         done = await self._send("pool-status", name, lambda: self._api.merge_patch(
             POOLS, name, {"status": status}, subresource="status", cache=self._pools))
+        return done is True
+
+    async def patch_ipnode_status(self, name: str, status: dict[str, Any]) -> bool:
+        done = await self._send("ipnode-status", name, lambda: self._api.merge_patch(
+            IPNODES, name, {"status": status}, subresource="status"))
         return done is True
