@@ -93,9 +93,15 @@ class Scheduler:
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
         self.recorder = EventRecorder(api, "externalip-scheduler")
+        self.clock = metrics.AllocationClock(lambda svc: views.serves_load_balancer(
+            svc.get("spec") or {}, opts.lb_class, opts.default_class))
+        self.services.add_handler(self.clock.observe)
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
-                             pools=self.pools.store, may_write=is_leader)
+                             pools=self.pools.store, may_write=is_leader,
+                             allocated=self.clock.written)
         self._last_events: set[desired.Event] = set()
+        self._pools_shown: set[str] = set()  # label values with series, to prune
+        self._nodes_shown: set[str] = set()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
@@ -245,6 +251,9 @@ class Scheduler:
                                                 _exhausted(use.free)]}
             metrics.POOL_SIZE.labels(pool.name).set(use.total)
             metrics.POOL_USED.labels(pool.name).set(use.used)
+        for gauge in (metrics.POOL_SIZE, metrics.POOL_USED):
+            metrics.prune(gauge, self._pools_shown, [p.name for p in pools])
+        self._pools_shown = {p.name for p in pools}
         for name, message in broken.items():
             wanted[name] = {"total": 0, "used": 0, "free": 0,
                             "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
@@ -271,6 +280,8 @@ class Scheduler:
                 per_node[claim.spec.node_name] = per_node.get(claim.spec.node_name, 0) + 1
         for node, count in per_node.items():
             metrics.CLAIMS_PER_NODE.labels(node).set(count)
+        metrics.prune(metrics.CLAIMS_PER_NODE, self._nodes_shown, per_node)
+        self._nodes_shown = set(per_node)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:

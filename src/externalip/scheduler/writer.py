@@ -37,7 +37,10 @@ _log = log.get(__name__)
 
 class Writer:
     def __init__(self, api: Api, *, claims: Cache, services: Cache, pools: Cache,
-                 may_write: Callable[[], bool], concurrency: int = 16) -> None:
+                 may_write: Callable[[], bool], concurrency: int = 16,
+                 allocated: Callable[[str, tuple[str, ...]], None] = lambda _k, _ips: None
+                 ) -> None:
+        self._allocated = allocated  # the allocation-latency clock (scheduler.metrics)
         self._api = api
         self._claims = claims
         self._services = services
@@ -128,6 +131,8 @@ class Writer:
         body = {"status": status}
         done = await self._send("service-status", key, lambda: self._api.merge_patch(
             SERVICES, name, body, ns, subresource="status", cache=self._services))
+        if done is True:
+            self._allocated(key, ips)
         return done is True
 
     async def _external_ips(self, key: str, ips: tuple[str, ...]) -> bool:
