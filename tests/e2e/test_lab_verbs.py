@@ -18,6 +18,7 @@ import pytest
 
 from externalip_lab.labstate import running_labs
 from externalip_lab.topology import leftover_namespaces, node_addresses
+from tests.conftest import REPO
 from tests.helpers import wait_for
 
 # kubectl words a client-side timeout either way, depending on where it struck
@@ -105,6 +106,40 @@ def test_exec_runs_in_the_node_with_its_agents_credentials(detached: Detached) -
     assert env.returncode == 3 and env.stdout.strip() == "node2"  # the command's own status
     bad = detached.exec("node9", "true")
     assert bad.returncode == 1 and "NODE one of node1, node2" in bad.stderr
+
+
+def exposed(text: str) -> set[str]:
+    """The sample names a /metrics page can have, from its TYPE lines (a
+    labelled series with no sample yet still declares itself)."""
+    names: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "summary": ("_sum", "_count")}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {name, *(name + s for s in suffixes.get(kind, ()))}
+    return names
+
+
+def test_every_metric_the_dashboard_queries_exists_on_a_running_program(
+        detached: Detached) -> None:
+    """deploy/grafana's dashboard against the agents' and both schedulers' /metrics
+    in the running lab (read from inside their nodes, where they listen)."""
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "externalip-dashboard.json")
+                           .read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bexternalip_[a-z0-9_]+", target["expr"])}
+    assert len(queried) >= 15
+    scrape = ("import sys, urllib.request; "
+              "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())")
+    found: set[str] = set()
+    # the agents on 9440, the schedulers (--schedulers-in-nodes) on 9451 and 9452
+    for node, port in (("node1", 9440), ("node2", 9440), ("node1", 9451), ("node2", 9452)):
+        page = detached.exec(node, sys.executable, "-c", scrape,
+                             f"http://127.0.0.1:{port}/metrics")
+        assert page.returncode == 0, page.stderr
+        found |= exposed(page.stdout)
+    assert queried - found == set()
 
 
 def test_pod_readiness_flips_its_endpoint(detached: Detached) -> None:

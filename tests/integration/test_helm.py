@@ -9,6 +9,7 @@ with deploy/'s field by field (labels aside) at the default values.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -191,3 +192,13 @@ def test_packaged_chart_renders_the_same(helm: Helm, tmp_path: Path) -> None:
                 for d in yaml.safe_load_all(text) if d]
     assert objects(from_package) == objects(from_dir)
     assert "CustomResourceDefinition" in from_package and "ClusterRole" in from_package
+
+
+def test_the_grafana_dashboard_ships_as_an_optional_configmap(helm: Helm) -> None:
+    assert not [o for o in template(helm, crds=False) if o["kind"] == "ConfigMap"
+                and "grafana" in o["metadata"]["name"]]  # opt-in
+    maps = [o for o in template(helm, "grafanaDashboard.enabled=true", crds=False)
+            if o["kind"] == "ConfigMap" and "grafana" in o["metadata"]["name"]]
+    assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (REPO / "deploy" / "grafana" / "externalip-dashboard.json").read_text()
+    assert json.loads(maps[0]["data"]["externalip-dashboard.json"]) == json.loads(shipped)
