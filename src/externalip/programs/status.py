@@ -59,9 +59,10 @@ def render_table(report: Report) -> str:
         lines.append("(none: LoadBalancer Services cannot get an address)")
     lines += ["", "NODES"]
     if report.nodes:
-        lines += _table(["NAME", "LEASE AGE", "ALIVE", "CLAIMS", "READY"],
+        lines += _table(["NAME", "LEASE AGE", "ALIVE", "HEALTHY", "CLAIMS", "READY"],
                         [[n.name or "(unassigned)", _age(n.lease_age),
                           ("yes" if n.alive else "no") if n.name else "-",
+                          {"True": "yes", "False": "no"}.get(n.healthy, "-"),
                           str(n.claims), str(n.ready)] for n in report.nodes])
     else:
         lines.append("(none: no agent has registered)")
