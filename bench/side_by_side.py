@@ -20,9 +20,9 @@ Figures, for each implementation:
               API requests per Service seen by the API server
               (apiserver_request_total, minus this script's own), and the
               allocator's RSS and CPU (MetalLB's controller; our schedulers).
-Ours only: failover on agent SIGKILL and SIGTERM (node up), and the split
-brain window when the serving node is cut from the API (`--api-loss` keep and
-release).
+Ours only: failover on agent SIGKILL and SIGSTOP (node up), node death with
+every scheduler replica, and the serving node's API path failing while its
+segment stays up (cut; 2 s of latency): moves, outage and split-brain window.
 
 The client polls every 10 ms with a 200 ms timeout. The ratio printed is
 ours / MetalLB (below 1: we are faster). Everything runs under a unique
@@ -59,6 +59,7 @@ from _common import (
 )
 from _impls import APP, SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
+from externalip_lab.faults import SLOW_API_SECONDS
 from externalip_lab.lab import Lab, progress
 from externalip_lab.topology import ip
 
@@ -221,12 +222,13 @@ class Bench:
             time.sleep(0.1)
         time.sleep(4.0)
 
-    # --- a node cut off from the API only (ours) -----------------------------------
-    def api_cut(self, runs: int, seconds: float = 15.0) -> None:
-        """The serving node loses the API (its proxy stops) but not its segment:
-        the figures are how many runs moved the address, how long the client
-        got no answer, and how long two MACs answered. All should be zero."""
-        name = self._name("cut")
+    # --- a node whose API path fails, data plane intact (ours) ---------------------
+    def api_fault(self, runs: int, kind: str = "cut", seconds: float = 15.0) -> None:
+        """The serving node's API path fails but not its segment: its proxy
+        stops (`cut`), or delays every answer by 2 s (`slow`). The figures are
+        how many runs moved the address, how long the client got no answer,
+        and how long two MACs answered. All should be zero."""
+        name = self._name(kind)
         ip("-n", self.lab.topology.client, "neigh", "flush", "all")
         self._create_service(name, local=True)
         moves, outages, windows = [], [], []
@@ -243,7 +245,10 @@ class Bench:
                     old_mac = arp.mac_at(t0)
                     if victim is None or old_mac is None:
                         continue
-                    self.lab.partition(victim)
+                    if kind == "cut":
+                        self.lab.partition(victim)
+                    else:
+                        self.lab.proxies[victim].latency = SLOW_API_SECONDS
                     time.sleep(seconds)
                     moves.append(float(probe.first(functools.partial(_elsewhere, victim), t0,
                                                    0.01) is not None))
@@ -255,9 +260,10 @@ class Bench:
                 arp.close()
                 probe.close()
         self._delete(name)
-        self.record("cut-moves", moves, f"API cut for {seconds:.0f} s: runs that moved the IP")
-        self.record("cut-outage", outages, "  longest time the client got no answer")
-        self.record("split-cut", windows, "  two MACs answering ARP for the IP")
+        what = f"API {'cut' if kind == 'cut' else 'slow (2 s)'} for {seconds:.0f} s"
+        self.record(f"{kind}-moves", moves, f"{what}: runs that moved the IP")
+        self.record(f"{kind}-outage", outages, "  longest time the client got no answer")
+        self.record(f"split-{kind}", windows, "  two MACs answering ARP for the IP")
 
     # --- scale ----------------------------------------------------------------------
     def scale(self, count: int) -> None:
@@ -396,7 +402,8 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
             for fault in (["node"] if not isinstance(impl, OursImpl) else ours):
                 bench.failover(args.runs, fault)
             if isinstance(impl, OursImpl):
-                bench.api_cut(args.split_runs)
+                bench.api_fault(args.split_runs, "cut")
+                bench.api_fault(args.split_runs, "slow", 30.0)
             return
         bench.reach(1, args.runs)
         programs = [p.popen.pid for n, p in lab.procs.items() if n.startswith(impl.program)]
@@ -406,7 +413,8 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
         if isinstance(impl, OursImpl):
             for fault in ("sigkill", "frozen", "leader"):
                 bench.failover(args.runs, fault)
-            bench.api_cut(args.split_runs)
+            bench.api_fault(args.split_runs, "cut")
+            bench.api_fault(args.split_runs, "slow", 30.0)
         with bench.profiled("scale", impl.allocator_pids()):
             bench.scale(args.scale)
         if args.scale_big and isinstance(impl, OursImpl):
