@@ -63,3 +63,12 @@ def test_kubectl_wait_on_services_pools_and_nodes(clean: ControlPlane, agents: F
         assert condition(get(cp, "ipnode", "node-b"), "Healthy")["reason"] == "AgentDown"
         agents.revive("node-b")
         wait(cp, "Healthy", "ipnode/node-b")
+        # a pool no node may serve: the address is allocated, but nobody can hold it,
+        # and both the Service and the claim say so
+        apply(cp, pool("nowhere", "198.51.100.0/24", [["198.51.100.41", "198.51.100.41"]],
+                       autoAssign=False, nodeSelector={"matchLabels": {"no-such": "node"}}),
+              lb_service(unique, "stranded", annotations={"externalip.io/pool": "nowhere"}))
+        wait(cp, "Scheduled=false", "ipclaim/198-51-100-41-32")
+        wait(cp, f"{ASSIGNED}=false", "service/stranded", "-n", unique)
+        stranded = condition(get(cp, "service", "stranded", "-n", unique), ASSIGNED)
+        assert stranded["reason"] == "NoEligibleNode" and "198.51.100.41" in stranded["message"]

@@ -62,6 +62,8 @@ NEEDED: list[Check] = [
     (SCHEDULER, "list", POOLS, "", None),
     (SCHEDULER, "watch", POOLS, "", None),
     (SCHEDULER, "patch", POOLS, "status", None),
+    (SCHEDULER, "patch", NODES_CR, "status", None),  # conditions: IpNode Healthy,
+    (SCHEDULER, "patch", CLAIMS, "status", None),  # IpClaim Scheduled=False
     (SCHEDULER, "list", NODES_CR, "", None),  # the peers each agent hears (backstop)
     (SCHEDULER, "watch", NODES_CR, "", None),
     (SCHEDULER, "create", "events", "", ALL_NS),
@@ -100,8 +102,9 @@ FORBIDDEN: list[Check] = [
     # the scheduler may not delete or change Nodes, pools' spec, IpNodes, or others' Leases
     *[(SCHEDULER, verb, "nodes", "", None) for verb in ("delete", "update", "patch", "create")],
     *[(SCHEDULER, verb, POOLS, "", None) for verb in ("create", "update", "patch", "delete")],
-    *[(SCHEDULER, verb, NODES_CR, sub, None)
-      for verb in ("create", "update", "patch", "delete") for sub in ("", "status")],
+    # (it patches an IpNode's status for its Healthy condition, nothing else)
+    *[(SCHEDULER, verb, NODES_CR, "", None) for verb in ("create", "update", "patch", "delete")],
+    (SCHEDULER, "update", NODES_CR, "status", None),
     (SCHEDULER, "delete", "services", "", ALL_NS),
     (SCHEDULER, "create", "services", "", ALL_NS),
     *[(SCHEDULER, verb, LEASES, "", ns)

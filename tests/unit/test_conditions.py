@@ -82,3 +82,20 @@ def test_a_claim_written_before_conditions_existed_gets_them_once() -> None:
     conds = merge((), status_conditions(held, due["c"]), "T")
     with_conds = replace(held, status=due["c"], conditions=tuple(conds))
     assert ledger.due([with_conds], "n1", held={"c"}, problems={}, now="T2") == {}
+
+
+def test_an_address_no_node_may_hold_is_not_called_assigned_and_its_claim_says_why() -> None:
+    w = world([lb("a")], nodes={})
+    w = apply(w, plan(w))  # the claim exists, placed nowhere
+    p = plan(w)
+    (name,) = w.claims
+    assert p.conditions["ns/a"].reason == "NoEligibleNode"
+    assert p.conditions["ns/a"].status == "False"
+    assert (p.claim_conditions[name].type, p.claim_conditions[name].status) == \
+        ("Scheduled", "False")
+    w = apply(w, p)
+    assert plan(w).writes == 0  # said once
+    placed = plan(replace(w, nodes={"n1": {}}))  # a node comes: placed, then assigned
+    assert placed.update and not placed.claim_conditions
+    w = apply(replace(w, nodes={"n1": {}}), placed)
+    assert plan(w).conditions["ns/a"].status == "True"

@@ -38,6 +38,8 @@ def apply(w: World, p: Plan) -> World:
         claims.pop(name)
     for c in [*p.create, *p.update]:
         claims[c.name] = c
+    for name, cond in p.claim_conditions.items():
+        claims[name] = replace(claims[name], conditions=(cond.to_dict("T"),))
     services = dict(w.services)
     for key, ingress in p.ingress.items():
         services[key] = replace(services[key], ingress=ingress,

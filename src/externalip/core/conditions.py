@@ -80,9 +80,12 @@ def differs(existing: Iterable[Mapping[str, Any]] | None, new: Iterable[Conditio
 
 
 def for_service(ingress: tuple[str, ...], families: int,
-                warnings: list[tuple[str, str]]) -> Condition | None:
+                warnings: list[tuple[str, str]], unplaced: list[str]) -> Condition | None:
     """The Service's condition after a pass; None while there is nothing to
     say (its claim is being created: writing that would cost a request)."""
+    if unplaced:  # published, but no node may hold it: nobody answers for it
+        return Condition.of(SERVICE, False, "NoEligibleNode",
+                            f"no live eligible node can hold {', '.join(unplaced)}")
     if ingress and len(ingress) >= families:
         return Condition.of(SERVICE, True, "IPAllocated",
                             f"{', '.join(ingress)} in status.loadBalancer.ingress")

@@ -67,11 +67,13 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     # the Service's condition, written in the same patch as its `ingress`
     conditions: dict[str, Condition] = field(default_factory=dict)
+    # a claim no node may hold says so in its status (agents write the rest)
+    claim_conditions: dict[str, Condition] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
         return (len(self.create) + len(self.update) + len(self.delete) + len(self.ingress)
-                + len(self.external_ips))
+                + len(self.external_ips) + len(self.claim_conditions))
 
 
 def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
@@ -238,10 +240,11 @@ def plan(world: World) -> Plan:
     for svc in valid:
         if svc.load_balancer:
             start = len(out.events)
-            ingress = tuple(str(ip) for ip in _allocate_lb(alloc, svc, out)
-                            if _accepted(alloc, ip, svc))
+            accepted = [ip for ip in _allocate_lb(alloc, svc, out) if _accepted(alloc, ip, svc)]
+            ingress = tuple(map(str, accepted))
             cond = conditions.for_service(ingress, len(svc.families), [
-                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING])
+                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING],
+                [str(ip) for ip in accepted if not alloc.by_ip[ip].spec.node_name])
             if ingress != svc.ingress or (cond is not None and cond != svc.condition):
                 out.ingress[svc.key] = ingress  # the condition rides in the same patch
                 out.conditions[svc.key] = cond or conditions.pending(ingress)
@@ -300,6 +303,11 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
+        if current is not None and not spec.node_name:  # the failure path only: say why
+            unplaced = Condition.of(conditions.SCHEDULED, False, "NoEligibleNode",
+                                    f"no live eligible node can hold {ip}")
+            if conditions.find(current.conditions, conditions.SCHEDULED) != unplaced:
+                out.claim_conditions[name] = unplaced
 
 
 def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],

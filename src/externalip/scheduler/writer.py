@@ -56,6 +56,7 @@ class Writer:
         jobs += [self._ingress(k, ips, plan.conditions.get(k))
                  for k, ips in plan.ingress.items()]
         jobs += [self._external_ips(k, ips) for k, ips in plan.external_ips.items()]
+        jobs += [self._claim_condition(n, c) for n, c in plan.claim_conditions.items()]
         results = await asyncio.gather(*jobs)
         return sum(1 for ok in results if not ok)
 
@@ -141,6 +142,13 @@ class Writer:
         body = {"metadata": {"resourceVersion": version}, "spec": {"externalIPs": list(ips)}}
         done = await self._send("service-spec", key, lambda: self._api.merge_patch(
             SERVICES, name, body, ns, cache=self._services))
+        return done is True
+
+    async def _claim_condition(self, name: str, condition: Condition) -> bool:
+        current = ((self._claims.get(name) or {}).get("status") or {}).get("conditions")
+        body = {"status": {"conditions": merge(current, (condition,), now_rfc3339())}}
+        done = await self._send("claim-status", name, lambda: self._api.merge_patch(
+            CLAIMS, name, body, subresource="status", cache=self._claims))
         return done is True
 
     async def _refresh(self, name: str) -> None:
