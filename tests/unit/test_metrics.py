@@ -41,6 +41,7 @@ def test_allocation_is_timed_from_the_service_first_seen_to_its_status_written()
     clock.now += 0.2
     timer.observe("MODIFIED", service("a"))  # seen again: still timed from the first
     clock.now += 0.3
+    timer.observe("MODIFIED", service("a", ingress=True))  # the watch beat the response
     timer.written("ns/a", ())  # an empty status is no allocation
     assert sample("externalip_allocation_seconds_count") == before
     timer.written("ns/a", ("192.0.2.1",))

@@ -49,10 +49,12 @@ class AllocationClock:
         meta = obj["metadata"]
         key = f"{meta.get('namespace', '')}/{meta['name']}"
         ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress")
-        if kind == "DELETED" or ingress or not self._wants(obj):
+        if kind == "DELETED" or not self._wants(obj):
             self._seen.pop(key, None)
-        else:
+        elif not ingress:
             self._seen.setdefault(key, self._clock())
+        # with an address: `written` stops the clock; the watch often delivers
+        # our own write before its response is read, so this must not
 
     def written(self, key: str, ips: tuple[str, ...]) -> None:
         since = self._seen.pop(key, None) if ips else None
