@@ -220,6 +220,7 @@ class Failover:
             _log.warning("taking over", claim=name, was=taken[name], node=self.node)
             with contextlib.suppress(ValueError):  # an unparsable cidr is refused later
                 since = self._judged_down.get(taken[name], now)
+                since = since if now - since < MEMBER_MEMORY else now  # a claim new to us
                 self._takeovers[parse_ip(cidrs[name].split("/")[0])] = since
         self._taken = taken
         return hold
