@@ -4,11 +4,14 @@ policies, fake agents (Leases the test renews)."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from externalip_lab.controlplane import ControlPlane
+from externalip_lab.controlplane.server import free_port
+from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     FakeAgents,
     apply,
@@ -29,6 +32,11 @@ def wait(cp: ControlPlane, condition: str, *target: str, timeout: int = 30) -> N
     assert result.returncode == 0, f"kubectl wait {condition} {target}: {result.stderr}"
 
 
+def metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        return str(page.read().decode())
+
+
 def condition(obj: dict[str, object], kind: str) -> dict[str, str]:
     conds = (obj.get("status") or {}).get("conditions") or []  # type: ignore[attr-defined]
     return next(c for c in conds if c["type"] == kind)
@@ -38,10 +46,12 @@ def test_kubectl_wait_on_services_pools_and_nodes(clean: ControlPlane, agents: F
                                                   unique: str, tmp_path: Path) -> None:
     cp = clean
     cp.apply(DEPLOY / "admission")  # the scheduler writes its conditions under its policy
-    apply(cp, pool("cond", "192.0.2.0/24", [["192.0.2.40", "192.0.2.40"]]),
-          *({"apiVersion": "ipcontroller.ext/v1", "kind": "IpNode", "metadata": {"name": n}}
-            for n in agents.nodes))
-    with scheduler(cp, tmp_path):
+    ipnodes: list[dict[str, object]] = [
+        {"apiVersion": "ipcontroller.ext/v1", "kind": "IpNode", "metadata": {"name": n}}
+        for n in agents.nodes]
+    apply(cp, pool("cond", "192.0.2.0/24", [["192.0.2.40", "192.0.2.40"]]), *ipnodes)
+    port = free_port()
+    with scheduler(cp, tmp_path, f"--metrics-addr=127.0.0.1:{port}"):
         apply(cp, lb_service(unique, "web"))
         wait(cp, ASSIGNED, "service/web", "-n", unique)
         web = get(cp, "service", "web", "-n", unique)
@@ -72,3 +82,10 @@ def test_kubectl_wait_on_services_pools_and_nodes(clean: ControlPlane, agents: F
         wait(cp, f"{ASSIGNED}=false", "service/stranded", "-n", unique)
         stranded = condition(get(cp, "service", "stranded", "-n", unique), ASSIGNED)
         assert stranded["reason"] == "NoEligibleNode" and "198.51.100.41" in stranded["message"]
+        # the allocation histogram counted the Services, and a deleted pool's series go
+        page = metrics(port)
+        assert 'externalip_pool_addresses{pool="nowhere"}' in page
+        assert float(page.split("externalip_allocation_seconds_count ")[1].split()[0]) >= 3
+        cp.kubectl("delete", "service", "stranded", "-n", unique)
+        cp.kubectl("delete", "ipclaimpool", "nowhere")
+        wait_for(lambda: 'pool="nowhere"' not in metrics(port), what="the pool's series removed")
