@@ -99,3 +99,20 @@ def test_an_address_no_node_may_hold_is_not_called_assigned_and_its_claim_says_w
     assert placed.update and not placed.claim_conditions
     w = apply(replace(w, nodes={"n1": {}}), placed)
     assert plan(w).conditions["ns/a"].status == "True"
+
+
+def test_a_refused_address_turns_the_service_false_until_a_node_holds_it() -> None:
+    w = world([lb("a")])
+    w = apply(w, plan(w))
+    w = apply(w, plan(w))  # assigned: True
+    (name,) = w.claims
+    node = w.claims[name].spec.node_name
+    refused = replace(w.claims[name], status=ClaimStatus(ready=False,
+                                                          message="interface eth9 not found"))
+    p = plan(replace(w, claims={name: refused}))
+    cond = p.conditions["ns/a"]
+    assert (cond.status, cond.reason) == ("False", "AddressRefused")
+    assert node in cond.message and "eth9" in cond.message
+    held = replace(refused, status=ClaimStatus(ready=True, holder=node))
+    w = apply(replace(w, claims={name: held}), p)
+    assert plan(w).conditions["ns/a"].status == "True"  # held again: said, once

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from externalip.core.model import Claim
+
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
 # IpClaim: the scheduler gave it a node; the node's agent holds the address.
@@ -80,17 +82,35 @@ def differs(existing: Iterable[Mapping[str, Any]] | None, new: Iterable[Conditio
 
 
 def for_service(ingress: tuple[str, ...], families: int,
-                warnings: list[tuple[str, str]], unplaced: list[str]) -> Condition | None:
+                warnings: list[tuple[str, str]],
+                unheld: list[tuple[str, str]]) -> Condition | None:
     """The Service's condition after a pass; None while there is nothing to
-    say (its claim is being created: writing that would cost a request)."""
-    if unplaced:  # published, but no node may hold it: nobody answers for it
-        return Condition.of(SERVICE, False, "NoEligibleNode",
-                            f"no live eligible node can hold {', '.join(unplaced)}")
+    say (its claim is being created: writing that would cost a request).
+
+    `unheld`: (reason, message) of published addresses nobody can hold (no
+    eligible node; the node's agent refused it). Holding itself is the
+    claim's `Ready`: waiting for it here would cost a request per Service,
+    so only its failures are said here, on their own (rare) writes."""
+    if unheld:
+        return Condition.of(SERVICE, False, *unheld[0])
     if ingress and len(ingress) >= families:
         return Condition.of(SERVICE, True, "IPAllocated",
                             f"{', '.join(ingress)} in status.loadBalancer.ingress")
     if warnings:  # (reason, message) of the Warnings the plan gave this Service
         return Condition.of(SERVICE, False, *warnings[0])
+    return None
+
+
+def unheld(claim: Claim) -> tuple[str, str] | None:
+    """Why nobody can hold a published address, if that is so: no node may
+    hold it, or the node's agent refused it (its status says why; the
+    scheduler then places it elsewhere, core.desired)."""
+    ip = claim.spec.cidr.split("/")[0]
+    if not claim.spec.node_name:
+        return "NoEligibleNode", f"no live eligible node can hold {ip}"
+    if not claim.status.ready and claim.status.message:
+        return "AddressRefused", f"node {claim.spec.node_name} cannot hold {ip}: " \
+            f"{claim.status.message}"
     return None
 
 

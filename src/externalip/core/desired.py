@@ -242,9 +242,9 @@ def plan(world: World) -> Plan:
             start = len(out.events)
             accepted = [ip for ip in _allocate_lb(alloc, svc, out) if _accepted(alloc, ip, svc)]
             ingress = tuple(map(str, accepted))
+            unheld = [why for ip in accepted if (why := conditions.unheld(alloc.by_ip[ip]))]
             cond = conditions.for_service(ingress, len(svc.families), [
-                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING],
-                [str(ip) for ip in accepted if not alloc.by_ip[ip].spec.node_name])
+                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING], unheld)
             if ingress != svc.ingress or (cond is not None and cond != svc.condition):
                 out.ingress[svc.key] = ingress  # the condition rides in the same patch
                 out.conditions[svc.key] = cond or conditions.pending(ingress)
