@@ -4,28 +4,39 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := iproute2 bird2 procps iputils-ping curl nftables libnftables1 iptables
+APT_PACKAGES := iproute2 bird2 procps iputils-ping curl nftables libnftables1 iptables \
+	podman runc mmdebstrap
 PYTEST_ARGS ?=
 
-.PHONY: help deps venv k8s-binaries helm lint test unit integration lab lab-down bench clean
+.PHONY: help deps venv lock image k8s-binaries helm lint test unit integration lab lab-down bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-deps: venv k8s-binaries helm ## everything a fresh machine needs: apt packages, virtualenv, Kubernetes binaries, helm
+deps: venv k8s-binaries helm ## everything a fresh machine needs: apt packages, virtualenv, Kubernetes binaries, helm, the image
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "[deps] installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@command -v go >/dev/null || { echo "[deps] Go >= 1.26 is required to build the Kubernetes binaries"; exit 1; }
+	@bash tools/image/build.sh >/dev/null
 
 venv: $(BIN)/externalip ## the Python virtualenv with the package and its dev tools
 
-$(BIN)/externalip: pyproject.toml lab/pyproject.toml
+$(BIN)/externalip: pyproject.toml lab/pyproject.toml requirements.lock
 	@echo "[deps] creating $(VENV) and installing the package"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
+	@# the runtime dependencies exactly as the image has them (hash-checked)
+	@$(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock
 	@$(BIN)/pip install -q -e '.[dev]' -e ./lab
 	@touch $@
+
+lock: venv ## re-resolve requirements.lock (hashed runtime dependencies) within pyproject.toml's bounds
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --upgrade --python-version 3.11 \
+	  --no-header --quiet -o requirements.lock
+
+image: ## build the container image with podman (base rootfs cached in ~/.cache/externalip/image)
+	@bash tools/image/build.sh
 
 helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the chart's tests
 	@bash tools/build-helm.sh >/dev/null

@@ -468,3 +468,124 @@ def scheduler_bench_plane(services_ns: str) -> Iterator[tuple[Any, Api, str]]:
                                  "metadata": {"name": "big"},
                                  "spec": {"cidr": "2001:db8:100::/104"}}))
         yield cp, Api(cp), cp.service_account_kubeconfig("externalip", "externalip-scheduler")
+
+
+# --- the agent rig (bench/agent_latency.py, bench/agent_arp_flood.py) -------------
+class AgentRig:
+    """A real control plane and `nodes` node namespaces on one bridge with a
+    client namespace; in each node an API proxy and the agent, as a process
+    under its shipped service account, with data-plane failover on (one
+    heartbeat key for all). Node i is `names[i]` on link `devs[i]`, address
+    192.0.2.(10+i); the client is 192.0.2.20 on `cdev`. `admin` is the admin
+    kubeconfig. Everything is removed on exit, even on failure."""
+
+    def __init__(self, stem: str, nodes: int = 1, agent_args: tuple[str, ...] = (),
+                 before_agents: Callable[[AgentRig], None] | None = None,
+                 *, failover: bool = True) -> None:
+        self.prefix = stem + os.urandom(2).hex()
+        self.count, self.agent_args, self._before = nodes, agent_args, before_agents
+        self.failover = failover
+        self.names = [f"{self.prefix}-node" if i == 0 else f"{self.prefix}-peer{i}"
+                      for i in range(nodes)]
+        self.devs = [f"{self.prefix}n{i}" for i in range(nodes)]
+        self.cdev = f"{self.prefix}c"
+        self.agents: list[subprocess.Popen[bytes]] = []
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> AgentRig:
+        import tempfile  # noqa: PLC0415
+
+        from externalip_lab.apiproxy import ApiProxy  # noqa: PLC0415
+        from externalip_lab.netns import NetnsSet, ip  # noqa: PLC0415
+
+        repo = Path(__file__).resolve().parents[1]
+        try:
+            self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
+            cp = self.cp = self._stack.enter_context(ControlPlane(self.tmp / "cp"))
+            cp.install_crds(repo / "deploy" / "crds")
+            cp.ensure_namespace("externalip")
+            cp.apply(repo / "deploy" / "rbac" / "agent.yaml")
+            ns = self.ns = self._stack.enter_context(NetnsSet(self.prefix))
+            lan, self.client = ns.namespace("lan"), ns.namespace("client")
+            self.nodes = [ns.namespace(f"node{i}") for i in range(self.count)]
+            ns.bridge(lan, "br0")
+            ends = [*zip(self.nodes, self.devs, strict=True), (self.client, self.cdev)]
+            for i, (netns, dev) in enumerate(ends):
+                ns.veth(netns, dev, lan, f"{self.prefix}l{i}")
+                ip("link", "set", f"{self.prefix}l{i}", "master", "br0", netns=lan)
+            for i, (netns, dev) in enumerate(zip(self.nodes, self.devs, strict=True)):
+                ns.addr(netns, dev, f"192.0.2.{10 + i}/24")
+            ns.addr(self.client, self.cdev, "192.0.2.20/24")
+            keys = self.tmp / "peer-keys"
+            keys.mkdir()
+            (keys / "1").write_text(os.urandom(32).hex())
+            if self._before is not None:
+                self._before(self)
+            for netns, dev, name in zip(self.nodes, self.devs, self.names, strict=True):
+                proxy = ApiProxy(netns, cp.apiserver_port).start()
+                self._stack.callback(proxy.stop)
+                kubeconfig = cp.service_account_kubeconfig(
+                    "externalip", "externalip-agent",
+                    server=f"https://127.0.0.1:{proxy.listen_port}")
+                log = (self.tmp / f"{name}.log").open("wb")
+                self.agents.append(ns.popen(netns, [
+                    sys.executable, "-m", "externalip", "agent", f"--kubeconfig={kubeconfig}",
+                    f"--iface={dev}", f"--hostname={name}", "--namespace=externalip",
+                    f"--peer-key-dir={keys if self.failover else ''}", "--metrics-addr=",
+                    "--log-level=warning",
+                    *self.agent_args], stdout=log, stderr=log))
+            self._stack.callback(self._stop_agents)
+        except BaseException:
+            self._stack.close()
+            raise
+        self.admin = str(cp.kubeconfig)
+        return self
+
+    @property
+    def agent(self) -> subprocess.Popen[bytes]:
+        return self.agents[0]
+
+    def log(self, i: int = 0) -> str:
+        return (self.tmp / f"{self.names[i]}.log").read_text(errors="replace")
+
+    def _stop_agents(self) -> None:
+        for agent in self.agents:  # our own children, by PID
+            if agent.poll() is None:
+                agent.terminate()
+        for agent in self.agents:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                agent.wait(20)
+
+    def __exit__(self, *exc: object) -> None:
+        keep = os.environ.get("EXTERNALIP_BENCH_KEEP_LOGS")
+        if keep:  # for post-mortems: the agents' logs outlive the rig
+            import shutil  # noqa: PLC0415
+
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for name in self.names:
+                with contextlib.suppress(OSError):
+                    shutil.copy(self.tmp / f"{name}.log", keep)
+        self._stack.close()
+
+
+def claim_object(name: str, cidr: str, node: str, standbys: tuple[str, ...] = ()) -> Any:
+    """An IpClaim as the scheduler writes it (labels for the agents' watches)."""
+    from lightkube.models.meta_v1 import ObjectMeta  # noqa: PLC0415
+
+    from externalip.core.model import ClaimSpec, claim_labels  # noqa: PLC0415
+    from externalip.kube.resources import IpClaimResource  # noqa: PLC0415
+
+    spec: dict[str, Any] = {"cidr": cidr, "nodeName": node}
+    if standbys:
+        spec["standbys"] = list(standbys)
+    return IpClaimResource(apiVersion="ipcontroller.ext/v1", kind="IpClaim",
+                           metadata=ObjectMeta(name=name,
+                                               labels=claim_labels(ClaimSpec.from_dict(spec))),
+                           spec=spec)
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick

@@ -1,15 +1,19 @@
-"""Agent CPU under an ARP flood on a node with many links (issue 12, item 4).
+"""Agent CPU under an ARP flood on a node with many links (issue 12, item 4; issue 11, criterion 5).
 
 Run as root:  .venv/bin/python bench/agent_arp_flood.py [--links 1000] [--rate 5000]
               [--seconds 30] [--claims 10]
 
-A real control plane, one node namespace with the agent (under its shipped
-service account, through an API proxy, like the tests) holding --claims
-addresses, --links extra links in that namespace (veth pairs, both ends
-inside: what pod veths look like to the agent), and a client namespace that
-sends --rate ARP requests per second about other addresses of the segment.
-Prints the agent's CPU over --seconds and the longest gap between two
-renewals of its Lease (--hb 2s), seen by polling the API. Compare with other
+A real control plane and two node namespaces on one bridge with a client
+(bench/_common.py AgentRig): the flooded node's agent holds --claims
+addresses, each with the second node as its standby, and both agents run
+data-plane failover as the chart deploys it. --links extra links live in the
+flooded node's namespace (veth pairs, both ends inside: what pod veths look
+like to the agent), and the client sends --rate ARP requests per second about
+other addresses of the segment. Prints the flooded agent's CPU over
+--seconds, the longest gap between two renewals of its Lease (--hb 2s, seen
+by polling the API), and the claim moves: claims whose holder is no longer
+the flooded node, and takeovers the standby logged (a starved agent judged
+down by its peer would move its claims; it must print 0). Compare with other
 code: PYTHONPATH=<checkout>/src .venv/bin/python bench/agent_arp_flood.py
 """
 
@@ -19,43 +23,21 @@ import argparse
 import asyncio
 import ipaddress
 import itertools
-import os
 import random
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
-from urllib.parse import urlparse
 
-from externalip.kube.client import connect
-from lightkube.models.meta_v1 import ObjectMeta
+from _common import AgentRig, claim_object, cpu_split
+from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.coordination_v1 import Lease
 
-from externalip.core.model import NODE_LABEL
 from externalip.kube.resources import IpClaimResource
 from externalip.net.announce import arp_frame
-from externalip_lab.apiproxy import ApiProxy
-from externalip_lab.controlplane import ControlPlane
-from externalip_lab.netns import NetnsSet, entered, ip
+from externalip_lab.netns import entered, ip
 
-try:
-    from externalip.core.model import node_label
-except ImportError:  # code from before long node names were hashed (to compare)
-    def node_label(node: str) -> str:
-        return node
-
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "externalip"
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def add_links(netns: str, prefix: str, count: int) -> None:
@@ -90,68 +72,70 @@ def flood(client: str, dev: str, rate: int, stop: threading.Event, sent: list[in
     sock.close()
 
 
+async def holders(kube: AsyncClient) -> list[str | None]:
+    """The status holder of every claim."""
+    return [(c.get("status") or {}).get("holder") for c in
+            [c async for c in kube.list(IpClaimResource)]]
+
+
+async def lease_renewals(kube: AsyncClient, node: str, seconds: float) -> list[float]:
+    """Times the node's Lease renewTime changed, polled every 100 ms for `seconds`."""
+    renewals: list[float] = []
+    last = None
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        lease = await kube.get(Lease, node, namespace=NAMESPACE)
+        renew = lease.spec.renewTime if lease.spec else None
+        if renew != last:
+            renewals.append(time.monotonic())
+            last = renew
+        await asyncio.sleep(0.1)
+    return renewals
+
+
 async def bench(args: argparse.Namespace) -> None:
-    prefix = "eipf" + os.urandom(2).hex()
-    node_name = f"{prefix}-node"
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane(Path(tmp) / "cp") as cp, \
-            NetnsSet(prefix) as ns:
-        cp.install_crds(REPO / "deploy" / "crds")
-        cp.ensure_namespace(NAMESPACE)
-        cp.apply(REPO / "deploy" / "rbac" / "agent.yaml")
-        node, client = ns.namespace("node"), ns.namespace("client")
-        dev, cdev = f"{prefix}n", f"{prefix}c"
-        ns.veth(node, dev, client, cdev)
-        ns.addr(node, dev, "192.0.2.10/24")
-        ns.addr(client, cdev, "192.0.2.20/24")
-        add_links(node, prefix, args.links)
-        links = len(ip("-o", "link", "show", netns=node).stdout.splitlines())
-        proxy = ApiProxy(node, urlparse(cp.server).port or 443).start()
-        kubeconfig = cp.service_account_kubeconfig(
-            NAMESPACE, "externalip-agent", server=f"https://127.0.0.1:{proxy.listen_port}")
-        log = (Path(tmp) / "agent.log").open("wb")
-        agent = ns.popen(node, [sys.executable, "-m", "externalip", "agent",
-                                f"--kubeconfig={kubeconfig}", f"--iface={dev}",
-                                f"--hostname={node_name}", f"--namespace={NAMESPACE}",
-                                "--hb=2s", "--metrics-addr=", "--log-level=warning"],
-                         stdout=log, stderr=log)
-        kube = await connect(str(cp.kubeconfig))
+    def links(rig: AgentRig) -> None:
+        add_links(rig.nodes[0], rig.prefix, args.links)
+
+    with AgentRig("eipf", nodes=2, agent_args=("--hb=2s",), before_agents=links) as rig:
+        node_links = len(ip("-o", "link", "show", netns=rig.nodes[0]).stdout.splitlines())
+        kube = AsyncClient(config=KubeConfig.from_file(rig.admin), field_manager="externalip")
         stop, sent = threading.Event(), [0]
         try:
             for i in range(args.claims):
-                await kube.create(IpClaimResource(
-                    apiVersion="ipcontroller.ext/v1", kind="IpClaim",
-                    metadata=ObjectMeta(name=f"{prefix}-c{i}",
-                                        labels={NODE_LABEL: node_label(node_name)}),
-                    spec={"cidr": f"192.0.2.{30 + i}/32", "nodeName": node_name}))
-            await asyncio.sleep(5)  # synced, addresses held
-            sender = threading.Thread(target=flood, args=(client, cdev, args.rate, stop, sent),
-                                      daemon=True)
+                await kube.create(claim_object(f"{rig.prefix}-c{i}", f"192.0.2.{30 + i}/32",
+                                               rig.names[0], standbys=(rig.names[1],)))
+            deadline = time.monotonic() + 60
+            while (held := (await holders(kube)).count(rig.names[0])) < args.claims \
+                    and time.monotonic() < deadline:  # noqa: ASYNC110 - the API's view
+                await asyncio.sleep(0.5)
+            print(f"{held} of {args.claims} claims held by the flooded node before the flood")
+            sender = threading.Thread(target=flood, daemon=True,
+                                      args=(rig.client, rig.cdev, args.rate, stop, sent))
             sender.start()
             await asyncio.sleep(2)
-            before, start, sent_before = cpu_seconds(agent.pid), time.monotonic(), sent[0]
-            renewals: list[float] = []
-            last = None
-            while time.monotonic() - start < args.seconds:
-                lease = await kube.get(Lease, node_name, namespace=NAMESPACE)
-                renew = lease.spec.renewTime if lease.spec else None
-                if renew != last:
-                    renewals.append(time.monotonic())
-                    last = renew
-                await asyncio.sleep(0.1)
+            pid = rig.agent.pid
+            before, start, sent_before = cpu_split(pid), time.monotonic(), sent[0]
+            renewals = await lease_renewals(kube, rig.names[0], args.seconds)
             elapsed = time.monotonic() - start
-            user, system = (b - a for a, b in zip(before, cpu_seconds(agent.pid), strict=True))
+            user, system = (b - a for a, b in zip(before, cpu_split(pid), strict=True))
             rate = (sent[0] - sent_before) / elapsed
             gaps = [b - a for a, b in itertools.pairwise(renewals)]
-            print(f"agent with {args.claims} addresses, {links} links in its namespace, "
+            stop.set()
+            await asyncio.sleep(2)  # a takeover decided at the very end still shows
+            moved = sum(1 for h in await holders(kube) if h != rig.names[0])
+            takeovers = rig.log(1).count("taking over")
+            print(f"agent with {args.claims} addresses, {node_links} links in its namespace, "
                   f"{rate:.0f} ARP frames/s about other addresses for {elapsed:.0f}s:")
             print(f"  agent CPU {100 * (user + system) / elapsed:.1f}% of a core (user "
                   f"{100 * user / elapsed:.1f}%, system {100 * system / elapsed:.1f}%); "
                   "Lease renewals "
                   f"(--hb 2s) {len(renewals)}, longest gap {max(gaps, default=0):.2f}s")
+            print(f"  claim moves: {moved} (claims now held by another node); takeovers "
+                  f"logged by the standby: {takeovers}")
         finally:
             stop.set()
             await kube.close()
-            proxy.stop()
 
 
 def main() -> None:

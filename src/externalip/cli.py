@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
 from externalip import __version__
-from externalip.settings import AGENT, SCHEDULER, SIMPLE, STATUS, add_flags
+from externalip.settings import AGENT, DRAIN, SCHEDULER, SIMPLE, STATUS, add_flags, duration
 
 # subcommand -> (aliases, module under externalip.programs, one-line help)
 PROGRAMS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -50,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_program("status"))
     add_flags(status, STATUS)
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    for name, help_text in (("drain", "move a node's addresses away, make-before-break "
+                                      "(labels the Node externalip.io/drain=true)"),
+                            ("undrain", "let a drained node hold addresses again "
+                                        "(nothing moves back)")):
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(run=_program("drain"))
+        add_flags(cmd, DRAIN)
+        cmd.add_argument("node", metavar="NODE", help="name of the Node")
+        if name == "drain":
+            cmd.add_argument("--wait", action="store_true",
+                             help="return once the node holds no address")
+            cmd.add_argument("--timeout", type=duration, default=300.0,
+                             help="how long --wait waits (default 300s)")
     for plugin in entry_points(group="externalip.commands"):
         plugin.load()(sub)
     return parser

@@ -15,7 +15,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from externalip.core.addresses import split_listen
+
 AGENT, SCHEDULER, SIMPLE, STATUS = "agent", "scheduler", "simple", "status"
+DRAIN = "drain"  # drain and undrain
 ALL = (AGENT, SCHEDULER, SIMPLE)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -41,6 +44,16 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
 
 
+def listen_address(text: str) -> str:
+    """A listen address for our HTTP endpoints (core.addresses.split_listen), or "" (disabled)."""
+    if text.strip():
+        try:
+            split_listen(text.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Flag:
     name: str
@@ -57,7 +70,7 @@ class Flag:
 
 FLAGS: tuple[Flag, ...] = (
     Flag("kubeconfig", "", "kubeconfig file; empty means in-cluster config, then ~/.kube/config",
-         (*ALL, STATUS)),
+         (*ALL, STATUS, DRAIN)),
     Flag("namespace", "externalip", "namespace holding our Leases and Events",
          (AGENT, SCHEDULER, STATUS)),
     Flag("iface", "eth0", "interface that holds the IPs (a claim's spec.link overrides it)",
@@ -90,6 +103,10 @@ FLAGS: tuple[Flag, ...] = (
     Flag("peer-confirm", 0.3,
          "a holder answers for its addresses only while peers confirmed hearing it this "
          "recently (must stay below --peer-detect)", (AGENT,), duration),
+    Flag("handover-delay", 5.0,
+         "a drained node keeps an address this long after the new holder announced it, "
+         "silent (no ARP/ND answers) but serving packets still sent to its MAC, then "
+         "removes it (make-before-break; docs/maintenance.md)", (AGENT,), duration),
     Flag("resync", 20.0, "full re-sync period (re-adds addresses removed by hand)",
          (AGENT, SIMPLE, SCHEDULER), duration),
     Flag("garp-interval", 0.0,
@@ -103,6 +120,14 @@ FLAGS: tuple[Flag, ...] = (
          "valid lifetime the agent gives its addresses and keeps refreshing; the kernel "
          "drops them this long after the agent dies; 0 means forever",
          (AGENT, SIMPLE), duration),
+    Flag("probe", True,
+         "before an address is first placed, probe the segment for it (ARP probe, IPv6 "
+         "duplicate address detection) and refuse it if another host answers", (AGENT,),
+         boolean),
+    Flag("port-guard", True,
+         "drop traffic to the addresses held for Services except on the Services' ports "
+         "(and ICMP echo), so host services listening on all addresses do not answer on them",
+         (AGENT, SIMPLE), boolean),
     Flag("api-loss", "keep",
          "when the agent cannot renew its Lease for --lease-duration: keep holding its "
          "addresses (MetalLB-like) or release them (the scheduler may have moved them)",
@@ -131,8 +156,14 @@ FLAGS: tuple[Flag, ...] = (
     Flag("lb-ingress", False,
          "simple mode: also hold LoadBalancer ingress IPs, not only spec.externalIPs", (SIMPLE,),
          boolean),
-    Flag("metrics-addr", ":9440", "listen address for /metrics, /healthz and /readyz; "
-         "empty disables", ALL),
+    Flag("metrics-addr", ":9440", "listen address for /metrics (and /healthz and /readyz "
+         "unless --health-addr is set): host:port, :port or [v6]:port; empty disables",
+         ALL, listen_address),
+    Flag("health-addr", "", "listen address for /healthz and /readyz only (e.g. the node's "
+         "address while --metrics-addr is 127.0.0.1:9440); empty: on --metrics-addr",
+         ALL, listen_address),
+    Flag("metrics-auth", False, "/metrics requires a bearer token whose user may get the "
+         "non-resource URL /metrics (TokenReview + SubjectAccessReview)", ALL, boolean),
     Flag("log-format", "json", "log format: json or console", ALL, str, ("json", "console")),
     Flag("log-level", "info", "log level", ALL, str, ("debug", "info", "warning", "error")),
 )

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.coordination_v1 import Lease
+from lightkube.types import PatchType
 
+from externalip.core.model import NODE_LABEL, ClaimSpec, claim_labels
 from externalip.kube.resources import IpClaimResource, IpNodeResource
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
 from externalip_lab.apiproxy import ApiProxy
@@ -346,3 +349,33 @@ async def test_a_node_name_longer_than_a_label_value_works(
         assert "must be no more than 63" not in r.log()
     finally:
         await r.close()
+
+
+async def hand_over(kube: AsyncClient, name: str, old: str, new: str) -> None:
+    """What the scheduler writes when `old` is drained."""
+    claim = await kube.get(IpClaimResource, name)
+    spec = ClaimSpec.from_dict({**claim["spec"], "nodeName": new, "handoverFrom": old})
+    gone = {k: None for k in (claim.metadata.labels or {}) if k != NODE_LABEL}
+    await kube.patch(IpClaimResource, name, {
+        "metadata": {"labels": {**gone, **claim_labels(spec)}},
+        "spec": {"nodeName": new, "handoverFrom": old}}, patch_type=PatchType.MERGE)
+
+
+async def test_the_drained_agent_keeps_the_address_until_the_new_holder_is_ready_and_a_delay(
+        rig: Rig, kube: AsyncClient) -> None:
+    rig.start("--handover-delay=2s")
+    name = await rig.claim("a", "192.0.2.80/32")
+    await eventually(lambda: "192.0.2.80" in rig.addresses(), 30, "held")
+    new = f"{rig.prefix}-new"
+    await hand_over(kube, name, rig.node_name, new)
+    await asyncio.sleep(3)  # more than the delay: the new holder is not ready yet
+    assert "192.0.2.80" in rig.addresses()
+    assert (await rig.status(name))["holder"] == rig.node_name  # it wrote nothing since
+    await kube.patch(IpClaimResource.Status, name, {"status": {"ready": True, "holder": new}},
+                     patch_type=PatchType.MERGE)
+    ready = time.monotonic()
+    await eventually(lambda: "192.0.2.80" not in rig.addresses(), 15, "let go after the delay")
+    waited = time.monotonic() - ready
+    assert waited >= 1.9, waited  # not before the hand-over delay
+    assert (await rig.status(name))["holder"] == new  # the new holder's status stands
+    assert "going quiet" not in rig.log()  # nobody announced on this wire: the status did it

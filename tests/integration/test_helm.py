@@ -194,6 +194,27 @@ def test_packaged_chart_renders_the_same(helm: Helm, tmp_path: Path) -> None:
     assert "CustomResourceDefinition" in from_package and "ClusterRole" in from_package
 
 
+def test_hardened_metrics_keep_the_probes_and_metrics_auth_brings_its_rbac(helm: Helm) -> None:
+    """Issue 12, item 10: /metrics on loopback moves the probes to the pod's own
+    address on healthPort; metricsAuth adds the delegation RBAC of deploy/."""
+    objs = by_identity(template(helm, "metricsHost=::1", "metricsAuth=true", crds=False))
+    agent = pod_spec(objs[("DaemonSet", "externalip", "externalip-agent")])["containers"][0]
+    env = agent["env"]
+    assert env["EXTERNALIP_METRICS_ADDR"] == "[::1]:9440"
+    assert env["EXTERNALIP_HEALTH_ADDR"] == "$(POD_IP):9441"
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["EXTERNALIP_METRICS_AUTH"] == "true"
+    assert agent["livenessProbe"]["httpGet"]["port"] == "health"
+    assert {"name": "health", "containerPort": 9441, "protocol": "TCP"} in agent["ports"]
+    shipped = by_identity(load(REPO / "deploy" / "rbac" / "metrics-auth.yaml"))
+    for key, obj in shipped.items():
+        assert normalized(objs[key]) == normalized(obj), key
+    plain = by_identity(template(helm, crds=False))
+    env = pod_spec(plain[("DaemonSet", "externalip", "externalip-agent")])["containers"][0]["env"]
+    assert "EXTERNALIP_HEALTH_ADDR" not in env and "EXTERNALIP_METRICS_AUTH" not in env
+    assert not set(shipped) & set(plain)
+
+
 def test_the_grafana_dashboard_ships_as_an_optional_configmap(helm: Helm) -> None:
     assert not [o for o in template(helm, crds=False) if o["kind"] == "ConfigMap"
                 and "grafana" in o["metadata"]["name"]]  # opt-in

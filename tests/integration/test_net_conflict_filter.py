@@ -52,6 +52,13 @@ def pair(unique: str) -> Iterator[Pair]:
             p.sender.close()
 
 
+async def until_heard(heard: list[IPAddress]) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        if heard:
+            return
+
+
 def received(sock: socket.socket) -> list[tuple[IPAddress, IPAddress]]:
     out = []
     sock.settimeout(0.5)
@@ -105,10 +112,7 @@ async def test_the_watcher_hears_foreign_macs_for_watched_addresses_only(pair: P
         for _ in range(50):
             pair.arp("192.0.2.99", "192.0.2.98")
         pair.arp("192.0.2.50", "192.0.2.50")
-        for _ in range(20):
-            await asyncio.sleep(0.05)
-            if heard:
-                break
+        await until_heard(heard)
         assert heard == [V4("192.0.2.50")]
         assert reads == 1  # the 50 other frames never reached user space
         for _ in range(10):
@@ -127,3 +131,25 @@ def test_addresses_in_the_filter_program_are_in_network_order() -> None:
     program = arp_filter({V4("192.0.2.50")})
     assert program is not None
     assert struct.pack("!I", program[1][3]) == V4("192.0.2.50").packed
+
+
+async def test_a_filter_the_kernel_refuses_falls_back_to_user_space(pair: Pair) -> None:
+    """Hundreds of held addresses make a program within BPF_MAXINSNS that the
+    kernel still refuses (ENOMEM: net.core.optmem_max); watching them must not
+    fail (it failed every reconcile of a node holding them), and a foreign
+    MAC announcing one of them is still heard."""
+    heard: list[IPAddress] = []
+    many = {V4("198.18.0.1") + i for i in range(600)}
+    assert arp_filter(many) is not None  # short enough to be tried
+    with entered(pair.node):
+        watcher = ConflictWatcher(lambda ip, mac, ifindex: heard.append(ip), OwnMacs())
+        watcher.start()
+    try:
+        watcher.watch(many)
+        watcher.watch(many | {V4("192.0.2.50")})
+        pair.arp("192.0.2.99", "192.0.2.98")  # not ours: passes the kernel, not the set
+        pair.arp("192.0.2.50", "192.0.2.50")
+        await until_heard(heard)
+        assert heard == [V4("192.0.2.50")]
+    finally:
+        watcher.close()

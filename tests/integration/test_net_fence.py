@@ -182,3 +182,39 @@ def test_fence_errors_name_the_problem(seg: Segment) -> None:
         Fence("lo0")
     with pytest.raises(ValueError, match="not a link name"):
         Fence('bad"name')
+
+
+def test_a_quiet_address_is_served_but_never_answered_for(seg: Segment) -> None:
+    """A drained node's handed-over address (core.handover): packets a client
+    still sends to the node's MAC are served, but nobody learns the MAC anew,
+    however alive the node is."""
+    vips = {ipaddress.ip_address(V4), ipaddress.ip_address(V6)}
+    with entered(seg.node):
+        fence = Fence(seg.dev)
+    try:
+        fence.install()
+        fence.hold(vips)
+        fence.refresh(30)
+
+        def served(vip: str) -> bool:  # without forgetting the MAC the client learnt
+            done = seg.ns.exec(seg.client, ["ping", "-n", "-c", "1", "-w", "2", "-I",
+                                            seg.cdev, vip])
+            return done.returncode == 0
+
+        assert seg.answers(V4) and served(V6)  # the client has the node's MAC for both
+        fence.quiet(vips)
+        assert served(V4) and served(V6)
+        assert not seg.answers(V4) and not seg.answers(V6)  # a fresh resolution fails
+        assert seg.answers("192.0.2.10")  # the node's own address is not touched
+        with entered(seg.node):
+            again = Fence(seg.dev)
+        again.install()  # a restarted agent reads the quiet set back
+        assert again.held("quiet") == vips
+        again.close()
+        fence.quiet([ipaddress.ip_address(V6)])
+        assert seg.answers(V4) and not seg.answers(V6)
+        fence.quiet([])
+        assert seg.answers(V6)
+    finally:
+        fence.remove()
+        fence.close()

@@ -66,6 +66,7 @@ NEEDED: list[Check] = [
     (SCHEDULER, "patch", CLAIMS, "status", None),  # IpClaim Scheduled=False
     (SCHEDULER, "list", NODES_CR, "", None),  # the peers each agent hears (backstop)
     (SCHEDULER, "watch", NODES_CR, "", None),
+    (SCHEDULER, "patch", NODES_CR, "", None),  # spec.draining mirrors the drain label
     (SCHEDULER, "create", "events", "", ALL_NS),
     (SCHEDULER, "patch", "events", "", ALL_NS),
     # simple mode: reads Services
@@ -99,12 +100,15 @@ FORBIDDEN: list[Check] = [
       for ns in ("kube-node-lease", "kube-system", "default", ALL_NS)],
     (AGENT, "delete", LEASES, "", NS),
     *[(AGENT, verb, "nodes", "", None) for verb in ("update", "patch", "delete")],
-    # the scheduler may not delete or change Nodes, pools' spec, IpNodes, or others' Leases
+    # the scheduler may not delete or change Nodes, pools' spec, IpNodes (but for
+    # patching spec.draining), or others' Leases
     *[(SCHEDULER, verb, "nodes", "", None) for verb in ("delete", "update", "patch", "create")],
     *[(SCHEDULER, verb, POOLS, "", None) for verb in ("create", "update", "patch", "delete")],
-    # (it patches an IpNode's status for its Healthy condition, nothing else)
-    *[(SCHEDULER, verb, NODES_CR, "", None) for verb in ("create", "update", "patch", "delete")],
-    (SCHEDULER, "update", NODES_CR, "status", None),
+    # (it patches an IpNode's spec for the drain mirror, its status for the
+    # Healthy condition)
+    *[(SCHEDULER, verb, NODES_CR, sub, None)
+      for verb in ("create", "update", "patch", "delete") for sub in ("", "status")
+      if verb != "patch"],
     (SCHEDULER, "delete", "services", "", ALL_NS),
     (SCHEDULER, "create", "services", "", ALL_NS),
     *[(SCHEDULER, verb, LEASES, "", ns)

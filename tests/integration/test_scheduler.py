@@ -158,11 +158,11 @@ def test_failover_moves_claims_within_the_lease_and_does_not_flap_back(
         assert {n: c["spec"]["nodeName"] for n, c in claims(cp).items()} == before
 
 
-def test_cordoned_excluded_and_not_ready_nodes_get_nothing(
+def test_drained_and_excluded_nodes_get_nothing(
         clean: ControlPlane, agents: FakeAgents, unique: str, tmp_path: Path) -> None:
     cp = clean
     apply(cp, pool("p", "192.0.2.0/24", [["192.0.2.60", "192.0.2.69"]]))
-    cp.kubectl("cordon", "node-a")
+    cp.kubectl("label", "node", "node-a", "externalip.io/drain=true")  # a cordon would not do
     cp.kubectl("label", "node", "node-b",
                "node.kubernetes.io/exclude-from-external-load-balancers=")
     with scheduler(cp, tmp_path):

@@ -263,3 +263,34 @@ def test_a_claim_refused_by_its_node_moves_to_another_eligible_node(
         refuse(second)
         wait_for(lambda: node() not in ("", second), what="moved off the second refusing node")
         assert ingress(cp, unique, "web") == [{"ip": "192.0.2.10", "ipMode": "VIP"}]
+
+
+def test_an_address_a_cut_off_node_still_holds_is_not_given_to_another_service(
+        clean: ControlPlane, agents: FakeAgents, unique: str, tmp_path: Path) -> None:
+    """The known defect of issue 12: a node cut off from the API keeps an address
+    whose claim was deleted meanwhile. Until its inventory (IpNode
+    status.addresses) says it let go, the address goes to nobody else."""
+    cp = clean
+    apply(cp, pool("p1", "192.0.2.0/24", [["192.0.2.10", "192.0.2.13"]]))
+    with scheduler(cp, tmp_path):
+        apply(cp, lb_service(unique, "old"))
+        assert wait_ingress(cp, unique, "old") == "192.0.2.10"
+        node = claims(cp)["192-0-2-10-32"]["spec"]["nodeName"]
+        cp.apply(yaml.safe_dump({"apiVersion": "ipcontroller.ext/v1", "kind": "IpNode",
+                                 "metadata": {"name": node}, "spec": {}}))
+        cp.kubectl("patch", "ipnode", node, "--subresource=status", "--type=merge", "-p",
+                   json.dumps({"status": {"addresses": ["192.0.2.10"]}}))
+        agents.kill(node)  # cut off: it will not learn that the claim goes
+        cp.kubectl("delete", "service", "-n", unique, "old")
+        wait_for(lambda: "192-0-2-10-32" not in claims(cp), what="the old claim deleted")
+        apply(cp, lb_service(unique, "new"), ext_service(unique, "ext", "192.0.2.10"))
+        assert wait_ingress(cp, unique, "new") == "192.0.2.11"  # .10 skipped
+        wait_for(lambda: warned(cp, unique, "ext", "AddressStillHeld"),
+                 what="AddressStillHeld Warning on ext")
+        assert "192-0-2-10-32" not in claims(cp)
+        # the node reconnects and lets go: now the address is free to use
+        agents.revive(node)
+        cp.kubectl("patch", "ipnode", node, "--subresource=status", "--type=merge", "-p",
+                   json.dumps({"status": {"addresses": []}}))
+        wait_for(lambda: claims(cp).get("192-0-2-10-32", {}).get("spec", {})
+                 .get("services") == [f"{unique}/ext"], what="the claim for ext")

@@ -72,6 +72,11 @@ async def test_simple_mode_follows_services(rig: Rig, kube: AsyncClient,
     addrs = rig.addresses()
     assert addrs["192.0.2.100"]["prefixlen"] == 32 and addrs["2001:db8::100"]["prefixlen"] == 128
     assert not addrs["2001:db8::100"].get("tentative")
+    # the port guard (issue 12, item 10) opens the Service's port only, and
+    # never covers the node's own address
+    guard = rig.ns.exec(rig.node, ["nft", "list", "table", "inet", "externalip_guard"]).stdout
+    assert "192.0.2.100 . tcp . 80" in guard and "2001:db8::100 . tcp . 80" in guard
+    assert "192.0.2.99" not in guard
 
     # update: the old address goes, the new one comes
     await set_ips(kube, ns, "one", ["192.0.2.101"])

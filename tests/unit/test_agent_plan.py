@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
-from externalip.core.holding import Have, Want, plan
+from externalip.core.holding import Have, Want, may_hold, plan
 
 IF = ipaddress.ip_interface
 LINKS = {"eth0", "eth1", "lo"}
@@ -95,3 +95,15 @@ def test_properties(wants: list[Want], haves: list[Have]) -> None:
     ours_after = {(h.link, h.interface) for h in haves if h.ours} - {
         (h.link, h.interface) for h in p.remove} | {(w.link, w.interface) for w in p.add}
     assert ours_after == {(w.link, w.interface) for w in p.held}
+
+
+def test_may_hold_leaves_out_what_plan_refuses() -> None:
+    """What the port guard covers ahead of an add: never the node's own address,
+    its subnet's edges or special addresses (their traffic is the node's)."""
+    own = [IF("192.0.2.10/24"), IF("2001:db8::10/64")]
+    wants = [want("192.0.2.5/32", "ok"), want("192.0.2.10/32", "own"),
+             want("192.0.2.255/32", "edge"), want("127.0.0.1/32", "loop"),
+             want("2001:db8::5/128", "ok6"), want("fe80::1/128", "ll")]
+    assert [w.owners[0] for w in may_hold(wants, own)] == ["ok", "ok6"]
+    assert {w.owners[0] for w in plan(wants, [Have(i, "eth0", ours=False) for i in own],
+                                      LINKS).add} == {"ok", "ok6"}

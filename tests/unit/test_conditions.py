@@ -91,12 +91,13 @@ def test_an_address_no_node_may_hold_is_not_called_assigned_and_its_claim_says_w
     (name,) = w.claims
     assert p.conditions["ns/a"].reason == "NoEligibleNode"
     assert p.conditions["ns/a"].status == "False"
-    assert (p.claim_conditions[name].type, p.claim_conditions[name].status) == \
-        ("Scheduled", "False")
+    said = conditions.unscheduled(w.claims[name], "")
+    assert said is not None and (said.type, said.status) == ("Scheduled", "False")
     w = apply(w, p)
-    assert plan(w).writes == 0  # said once
+    w = replace(w, claims={name: replace(w.claims[name], conditions=(said.to_dict("T"),))})
+    assert plan(w).writes == 0 and conditions.unscheduled(w.claims[name], "") is None  # once
     placed = plan(replace(w, nodes={"n1": {}}))  # a node comes: placed, then assigned
-    assert placed.update and not placed.claim_conditions
+    assert placed.update and conditions.unscheduled(w.claims[name], "n1") is None
     w = apply(replace(w, nodes={"n1": {}}), placed)
     assert plan(w).conditions["ns/a"].status == "True"
 

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from externalip.core import placement
 from externalip.core.desired import Plan, World, plan
-from externalip.core.model import Claim, ClaimStatus, LabelSelector, Pool, PoolSpec
+from externalip.core.model import Claim, ClaimStatus, Pool, PoolSpec
 from externalip.core.pools import build
+from externalip.core.selectors import LabelSelector
 from externalip.core.services import ServiceView
 
 POOL = build(Pool("lab", PoolSpec(cidr="192.0.2.0/24", ranges=(("192.0.2.200", "192.0.2.209"),))))
@@ -38,8 +39,6 @@ def apply(w: World, p: Plan) -> World:
         claims.pop(name)
     for c in [*p.create, *p.update]:
         claims[c.name] = c
-    for name, cond in p.claim_conditions.items():
-        claims[name] = replace(claims[name], conditions=(cond.to_dict("T"),))
     services = dict(w.services)
     for key, ingress in p.ingress.items():
         services[key] = replace(services[key], ingress=ingress,
@@ -217,3 +216,16 @@ def test_properties_no_ip_twice_inside_the_pools_fair_spread_fixed_point(
     counts = [load.get(n, 0) for n in nodes]
     assert max(counts) - min(counts) <= 1
     assert plan(w).writes == 0
+
+
+def test_a_claim_carries_the_ports_of_its_services_for_the_port_guard() -> None:
+    web = lb("web", sharing_key="k")
+    dns = replace(lb("dns", sharing_key="k"), ports=frozenset({("UDP", 53), ("TCP", 53)}))
+    w = converge(world([web, dns]))
+    (claim,) = [c for c in w.claims.values() if c.spec.cidr.startswith("192.0.2.")]
+    assert claim.spec.ports == (("TCP", 53), ("TCP", 80), ("UDP", 53))
+    assert claim.spec.to_dict()["ports"][0] == {"protocol": "TCP", "port": 53}
+    assert type(claim.spec).from_dict(claim.spec.to_dict()) == claim.spec
+    # a Service that leaves the address takes its ports with it
+    p = plan(replace(w, services={web.key: w.services[web.key]}))
+    assert [c.spec.ports for c in p.update] == [(("TCP", 80),)]

@@ -6,9 +6,10 @@ import ipaddress
 from dataclasses import replace
 
 from externalip.core.desired import World, plan
-from externalip.core.model import Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+from externalip.core.model import Claim, ClaimSpec, Pool, PoolSpec
 from externalip.core.notices import SEVERAL, fold_warnings
 from externalip.core.pools import build
+from externalip.core.selectors import LabelSelector
 from externalip.core.services import ServiceView
 from tests.unit.test_core_desired import NODES, POOL, converge
 
@@ -100,6 +101,27 @@ def test_node_addresses_are_never_allocated_nor_placed() -> None:
                                            services=("ns/steal",)))
     p = plan(replace(world(stealer, node_addresses=nodes), claims={old.name: old}))
     assert p.delete == ["192-0-2-11-32"]
+
+
+def test_an_address_a_node_still_holds_without_claim_is_not_handed_out() -> None:
+    """The known defect of issue 12: a node cut off from the API keeps an
+    address whose claim was deleted; nobody else gets it until it lets go."""
+    held = {ipaddress.ip_address("192.0.2.200"): "n1", ipaddress.ip_address("192.0.2.201"): "n2"}
+    fresh = svc("ns", "fresh")
+    ext = ServiceView("ns", "ext", external_ips=("192.0.2.200",))
+    requester = svc("ns", "req", requested=("192.0.2.201",))
+    w = converge(world(fresh, ext, requester, held=held))
+    assert w.services["ns/fresh"].ingress == ("192.0.2.202",)  # .200 and .201 skipped
+    assert set(w.claims) == {"192-0-2-202-32"}
+    assert w.services["ns/req"].ingress == ()
+    assert reasons(w, "ns/ext") == {"AddressStillHeld"}
+    assert reasons(w, "ns/req") == {"AddressStillHeld"}
+    # the same claim is no conflict: the holder reports what its claim says
+    mine = converge(world(fresh, held={ipaddress.ip_address("192.0.2.200"): "n1"}))
+    assert not plan(replace(mine, held={ipaddress.ip_address("192.0.2.202"): "n3"})).writes
+    # once released, the address is given out again
+    free = converge(replace(w, held={}))
+    assert "192-0-2-200-32" in free.claims and free.services["ns/req"].ingress == ("192.0.2.201",)
 
 
 def test_invalid_annotations_are_refused_before_anything_is_allocated() -> None:

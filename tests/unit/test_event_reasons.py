@@ -4,6 +4,7 @@ is emitted (issue 15: the docs said `ClaimScheduled`, the code `ClaimMoved`)."""
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
@@ -14,11 +15,17 @@ TYPES = {"NORMAL", "WARNING"}
 CAMEL = re.compile(r"[A-Z][a-z]+[A-Z]\w*\Z")
 
 
-def _reason_after_type(call: ast.Call) -> str | None:
-    """Event(service, WARNING, "Reason", ...) and recorder.emit(ref, WARNING, "Reason", ...)."""
-    for kind, reason in zip(call.args, call.args[1:], strict=False):
-        if isinstance(kind, ast.Name) and kind.id in TYPES and isinstance(reason, ast.Constant) \
-                and isinstance(reason.value, str):
+def _is_type(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id in TYPES) or (
+        isinstance(node, ast.Constant) and node.value in ("Normal", "Warning"))
+
+
+def _reason_after_type(elts: list[ast.expr]) -> str | None:
+    """Event(service, WARNING, "Reason", ...), recorder.emit(ref, WARNING, "Reason", ...)
+    and ("Normal", "Reason", message) notes (core.placement)."""
+    for kind, reason in itertools.pairwise(elts):
+        if _is_type(kind) and isinstance(reason, ast.Constant) and isinstance(reason.value, str) \
+                and not _is_type(reason):  # (NORMAL, WARNING = "Normal", "Warning")
             return reason.value
     return None
 
@@ -39,7 +46,9 @@ def emitted() -> set[str]:
     reasons = {SEVERAL}
     for path in (REPO / "src" / "externalip").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and (reason := _reason_after_type(node)):
+            elts = node.args if isinstance(node, ast.Call) else \
+                node.elts if isinstance(node, ast.Tuple) else []
+            if reason := _reason_after_type(elts):
                 reasons.add(reason)
             reasons.update(_refusal_pairs(node))
     return reasons

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2 as httpx
+from prometheus_client import REGISTRY
 
 from externalip.core.desired import Plan
 from externalip.core.model import Claim, ClaimSpec
@@ -73,3 +74,18 @@ async def test_a_lost_reservation_race_is_not_a_failure() -> None:
     w, _ = writer(conflict, store)
     assert await w.apply(Plan(create=[Claim("c", ClaimSpec(cidr="192.0.2.1/32"))])) == 0
     assert store == {}
+
+
+async def test_a_hand_over_from_a_draining_node_is_no_failover() -> None:
+    def failovers() -> float:
+        return REGISTRY.get_sample_value("externalip_failovers_total") or 0.0
+
+    before = failovers()
+    w, _ = writer(httpx.Response(200, json=claim_object("2", "n2")), {"c": claim_object("1")})
+    drained = Plan(update=[Claim("c", ClaimSpec(cidr="192.0.2.1/32", node_name="n2",
+                                                handover_from="n1"), resource_version="1")])
+    assert await w.apply(drained) == 0
+    assert failovers() == before
+    w, _ = writer(httpx.Response(200, json=claim_object("2", "n2")), {"c": claim_object("1")})
+    assert await w.apply(move("1")) == 0
+    assert failovers() == before + 1

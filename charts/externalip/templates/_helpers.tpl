@@ -19,7 +19,18 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Settings every program takes. */}}
 {{- define "externalip.commonEnv" -}}
-- {name: EXTERNALIP_METRICS_ADDR, value: {{ printf ":%v" .Values.metricsPort | quote }}}
+{{- $host := .Values.metricsHost | default "" }}
+{{- if contains ":" $host }}{{ $host = printf "[%s]" $host }}{{ end }}
+- {name: EXTERNALIP_METRICS_ADDR, value: {{ printf "%s:%v" $host .Values.metricsPort | quote }}}
+{{- if .Values.metricsHost }}
+- name: POD_IP
+  valueFrom:
+    fieldRef: {fieldPath: status.podIP}
+- {name: EXTERNALIP_HEALTH_ADDR, value: {{ printf "$(POD_IP):%v" .Values.healthPort | quote }}}
+{{- end }}
+{{- if .Values.metricsAuth }}
+- {name: EXTERNALIP_METRICS_AUTH, value: "true"}
+{{- end }}
 - {name: EXTERNALIP_LOG_FORMAT, value: {{ .Values.logFormat | quote }}}
 - {name: EXTERNALIP_LOG_LEVEL, value: {{ .Values.logLevel | quote }}}
 {{- end }}
@@ -27,13 +38,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "externalip.probes" -}}
 ports:
   - {name: metrics, containerPort: {{ .Values.metricsPort }}, protocol: TCP}
+{{- $probe := "metrics" }}
+{{- if .Values.metricsHost }}
+{{- $probe = "health" }}
+  - {name: health, containerPort: {{ .Values.healthPort }}, protocol: TCP}
+{{- end }}
 livenessProbe:
-  httpGet: {path: /healthz, port: metrics}
+  httpGet: {path: /healthz, port: {{ $probe }}}
   initialDelaySeconds: 5
   periodSeconds: 10
   failureThreshold: 3
 readinessProbe:
-  httpGet: {path: /readyz, port: metrics}
+  httpGet: {path: /readyz, port: {{ $probe }}}
   periodSeconds: 5
 {{- end }}
 

@@ -11,6 +11,8 @@ Stopping the proxy cuts the node off from the API while its data plane stays
 up: the lab's "partitioned node". Setting `latency` delays everything the API
 server sends by that many seconds (requests' answers and watch events alike,
 each chunk by the same amount, none queued behind another): the slow API.
+Setting `chaos` (externalip_lab.apichaos) makes it a hostile API path: HTML
+502s, 500s, 429s, truncated JSON, resets and latency, at random or scripted.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import socket
 import threading
 import time
 from types import TracebackType
+
+from externalip_lab.apichaos import ChaosServer
 
 _NETNS_DIR = "/run/netns"
 _CLONE_NEWNET = 0x40000000
@@ -74,6 +78,8 @@ class ApiProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.latency = 0.0
+        # the fault mode (apichaos): TLS ends here and requests are judged one by one
+        self.chaos: ChaosServer | None = None
 
     @property
     def running(self) -> bool:
@@ -118,6 +124,13 @@ class ApiProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            chaos = self.chaos
+            if chaos is not None:
+                with self._lock:
+                    self._conns.add(client)
+                threading.Thread(target=self._serve_chaos, args=(chaos, client),
+                                 daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
@@ -127,6 +140,13 @@ class ApiProxy:
             with self._lock:
                 self._conns.update((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _serve_chaos(self, chaos: ChaosServer, client: socket.socket) -> None:
+        try:
+            chaos.serve(client, self._stop)
+        finally:
+            with self._lock:
+                self._conns.discard(client)
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         """Copy both ways; what comes from upstream (b) waits `latency` first."""

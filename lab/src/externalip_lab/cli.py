@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from externalip import log
-from externalip_lab import control, kubeproxy
+from externalip_lab import control, kubeproxy, podman
 from externalip_lab.faults import FAULTS
 from externalip_lab.lab import Lab, new_prefix, progress
 from externalip_lab.labstate import STATE_ROOT, NoSuchLabError, destroy, running_labs, select
@@ -117,6 +117,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="kube-proxy's mode on every node (default nftables)")
     lab.add_argument("--schedulers-in-nodes", action="store_true",
                      help="run the schedulers inside node namespaces, as pods")
+    lab.add_argument("--from-image", nargs="?", const="build", default="", metavar="IMAGE",
+                     help="run the programs from the container image, as `helm install` of "
+                     "the chart deploys them (default: the image `make image` builds)")
     lab.add_argument("--prefix", help="the lab to act on (default: the only one running); "
                      "up: the new lab's prefix")
     lab.add_argument("--all", action="store_true", help="down: every lab on this machine")
@@ -139,7 +142,8 @@ def _detach(opts: argparse.Namespace, prefix: str) -> int:
     logpath = STATE_ROOT / f"{prefix}.log"
     argv = [sys.executable, "-m", "externalip", "lab", "up", f"--prefix={prefix}",
             f"--nodes={opts.nodes}", f"--mode={opts.mode}", f"--proxy-mode={opts.proxy_mode}",
-            *(["--schedulers-in-nodes"] if opts.schedulers_in_nodes else [])]
+            *(["--schedulers-in-nodes"] if opts.schedulers_in_nodes else []),
+            *([f"--from-image={opts.from_image}"] if opts.from_image else [])]
     with open(logpath, "ab") as logfile:
         child = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
@@ -223,8 +227,9 @@ def main(opts: argparse.Namespace) -> int:
     prefix = opts.prefix or new_prefix()
     if opts.action == "up" and opts.detach:
         return _detach(opts, prefix)
+    image = podman.build_image() if opts.from_image == "build" else opts.from_image
     lab = Lab(nodes=opts.nodes, mode=opts.mode, prefix=prefix, proxy_mode=opts.proxy_mode,
-              schedulers_in_nodes=opts.schedulers_in_nodes)
+              schedulers_in_nodes=opts.schedulers_in_nodes, from_image=image)
     try:
         lab.start()
         if opts.mode == "claims":

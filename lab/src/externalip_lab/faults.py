@@ -6,6 +6,9 @@ executed by the lab's own process when they arrive over its control socket.
     fault agent-kill NODE   SIGKILL the node's agent (it stays dead until node-up)
     fault api-cut NODE      stop the node's API proxy (its data plane stays up)
     fault api-slow NODE     the node's API proxy delays every answer by 2 s
+    fault api-chaos NODE    the node's API proxy answers 30% of requests with a fault:
+                            HTML 502, 500, 429 + Retry-After, truncated JSON, a reset
+                            connection or 2 s of latency (externalip_lab.apichaos)
     fault leader-kill       SIGKILL the scheduler holding the leader Lease
     pod ready|unready POD   flip a lab pod's Ready condition
 """
@@ -15,12 +18,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from externalip_lab.apichaos import Chaos, ChaosServer
+
 if TYPE_CHECKING:
     from externalip_lab.lab import Lab
 
 SLOW_API_SECONDS = 2.0
 LEASE = "externalip-scheduler"
-NODE_FAULTS = ("node-down", "node-up", "agent-kill", "api-cut", "api-slow")
+NODE_FAULTS = ("node-down", "node-up", "agent-kill", "api-cut", "api-slow", "api-chaos")
 FAULTS = (*NODE_FAULTS, "leader-kill")
 
 
@@ -55,10 +60,21 @@ def fault(lab: Lab, verb: str, node: str = "") -> str:
         lab.kill_agent(node)
     elif verb == "api-cut":
         lab.partition(node)
+    elif verb == "api-chaos":
+        api_chaos(lab, node, Chaos())
     else:
         lab.heal(node)
         lab.proxies[node].latency = SLOW_API_SECONDS
     return f"{verb} {node}: done"
+
+
+def api_chaos(lab: Lab, node: str, chaos: Chaos) -> None:
+    """Put the node's API path in fault mode (node-up ends it)."""
+    assert lab.cp is not None and lab.cp.certs is not None
+    lab.heal(node)
+    certs = lab.cp.certs
+    lab.proxies[node].chaos = ChaosServer(chaos, certs.serving_cert, certs.serving_key,
+                                          certs.ca_cert, lab.cp.apiserver_port)
 
 
 def handle(lab: Lab, words: list[str]) -> str:

@@ -24,7 +24,7 @@ from typing import IO
 import yaml
 
 from externalip import log
-from externalip_lab import faults, kubeproxy, pods
+from externalip_lab import faults, kubeproxy, podman, pods
 from externalip_lab import nodes as k8s_nodes
 from externalip_lab.apiproxy import ApiProxy
 from externalip_lab.client import ClientView
@@ -33,6 +33,7 @@ from externalip_lab.controlplane import ControlPlane
 from externalip_lab.controlplane.binaries import REPO_ROOT
 from externalip_lab.controlplane.server import free_port
 from externalip_lab.endpoints import EndpointSliceWriter
+from externalip_lab.imagepods import ImagePods
 from externalip_lab.labapi import LabApi
 from externalip_lab.labstate import STATE_ROOT
 from externalip_lab.processes import StartStop, stop_process
@@ -76,6 +77,12 @@ class Lab(StartStop, ClientView):
     kube_proxy_args: tuple[str, ...] = ()  # e.g. ("--iptables-min-sync-period=0",)
     apps: tuple[tuple[str, str], ...] = DEMO_APPS  # (namespace, app): a pod per node each
     schedulers_in_nodes: bool = False  # as pods, so a node's death can take the leader
+    # the programs as the chart deploys them, from this image (imagepods.py);
+    # image_values: the chart's --set values (agent_args etc. do not apply)
+    from_image: str = ""
+    image_values: tuple[str, ...] = ()
+    namespace: str = NAMESPACE
+    proxy_port: int = PROXY_PORT
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= pods.MAX_NODES:
@@ -89,6 +96,7 @@ class Lab(StartStop, ClientView):
         self.workloads: Workloads | None = None
         self.endpoints: EndpointSliceWriter | None = None
         self.control: ControlServer | None = None
+        self.image: ImagePods | None = None
         self.ready = False
 
     # --- lifecycle ---------------------------------------------------------
@@ -100,12 +108,17 @@ class Lab(StartStop, ClientView):
         self.cp = ControlPlane(self.dir / "controlplane")
         self.cp.start()
         self._save_state()
-        progress("installing CRDs, namespace, service accounts, RBAC")
-        self.cp.install_crds(DEPLOY / "crds")
-        for manifest in ("namespace.yaml", "serviceaccounts.yaml"):
-            self.cp.apply(DEPLOY / manifest)
-        for rbac in sorted((DEPLOY / "rbac").glob("*.yaml")):
-            self.cp.apply(rbac)
+        if self.from_image:
+            progress(f"helm install of the chart with image {self.from_image}")
+            self.image = ImagePods(self, self.from_image, self.image_values)
+            self.image.install()
+        else:
+            progress("installing CRDs, namespace, service accounts, RBAC")
+            self.cp.install_crds(DEPLOY / "crds")
+            for manifest in ("namespace.yaml", "serviceaccounts.yaml"):
+                self.cp.apply(DEPLOY / manifest)
+            for rbac in sorted((DEPLOY / "rbac").glob("*.yaml")):
+                self.cp.apply(rbac)
         kubeproxy.install_rbac(self.cp)
         self._apply_pools()
         progress(f"creating {self.nodes} node namespaces and a client on one bridge")
@@ -117,8 +130,9 @@ class Lab(StartStop, ClientView):
         account = {"claims": "externalip-agent", "simple": "externalip-simple"}.get(
             self.mode, "externalip-agent")
         server = f"https://127.0.0.1:{PROXY_PORT}"
-        self.node_kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, account,
-                                                                  server=server)
+        if not self.image:
+            self.node_kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, account,
+                                                                      server=server)
         self.kube_proxy_kubeconfig = kubeproxy.kubeconfig(self.cp, server)
         for i, node in enumerate(self.node_names, start=1):
             self._start_node(i, node)
@@ -127,7 +141,10 @@ class Lab(StartStop, ClientView):
                 self.workloads.add(namespace, app, node)
         progress(f"pods of {', '.join(f'{ns}/{app}' for ns, app in self.apps) or 'no app'}"
                  " on every node")
-        if self.mode == "claims":
+        if self.image:
+            self.image.start()
+            progress(f"pods from the image ready: {', '.join(sorted(self.image.pods))}")
+        elif self.mode == "claims":
             for i in range(1, self.schedulers + 1):
                 self.start_scheduler(i)
             progress(f"{self.schedulers} schedulers running with leader election")
@@ -143,7 +160,7 @@ class Lab(StartStop, ClientView):
         pods.wire_node(self.topology.node_ns(node), index, self.nodes)
         self.heal(node)
         self.start_kube_proxy(node)
-        if self.mode != "none":
+        if self.mode != "none" and not self.image:
             self.start_agent(node)
         progress(f"{node}: API proxy, kube-proxy ({self.proxy_mode}) and "
                  f"{self.mode} program running")
@@ -153,6 +170,8 @@ class Lab(StartStop, ClientView):
             self.control.stop()
         if self.endpoints is not None:
             self.endpoints.stop()
+        if self.image is not None:
+            self.image.stop()
         for name in list(self.procs):
             self._terminate(name)
         for proxy in self.proxies.values():
@@ -184,6 +203,9 @@ class Lab(StartStop, ClientView):
 
     def start_agent(self, node: str, *extra: str) -> None:
         """The node's program, with every flag the lab gives it, in one place."""
+        if self.image:
+            self.image.launch(self.image.pods[f"agent-{node}"])
+            return
         assert self.node_kubeconfig is not None
         common = [f"--kubeconfig={self.node_kubeconfig}", "--iface=eth0",
                   "--metrics-addr=127.0.0.1:9440", "--log-format=console"]
@@ -223,8 +245,16 @@ class Lab(StartStop, ClientView):
         e.g. MetalLB's speakers for side-by-side benchmarks."""
         self._spawn(name, argv, env)
 
-    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
-        self._terminate(name, sig)
+    def spawn_container(self, name: str, container: str, argv: list[str]) -> None:
+        """A pod's container (imagepods.py): signals go to the container."""
+        logfile = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        popen = podman.ContainerPopen(container, argv, stdout=logfile, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        self.procs[name] = Proc(name, popen, logfile)
+        self._save_state()
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, wait: float = 10.0) -> None:
+        self._terminate(name, sig, wait)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         logfile = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
@@ -250,6 +280,9 @@ class Lab(StartStop, ClientView):
         """Scheduler `index`: in the root namespace, or (schedulers_in_nodes) in
         node `index` (wrapping), through its API proxy, as a pod would run."""
         assert self.cp is not None
+        if self.image:
+            self.image.launch(self.image.pods[f"scheduler-{index}"])
+            return
         node = self.scheduler_node(index)
         server = f"https://127.0.0.1:{PROXY_PORT}" if node else None
         kubeconfig = self.cp.service_account_kubeconfig(NAMESPACE, "externalip-scheduler",
@@ -314,6 +347,7 @@ class Lab(StartStop, ClientView):
             self.proxies[node] = ApiProxy(self.topology.node_ns(node),
                                           self.cp.apiserver_port, PROXY_PORT).start()
         self.proxies[node].latency = 0.0
+        self.proxies[node].chaos = None
 
     def restore_node(self, node: str) -> None:
         """Undo any fault of the node: link up, API reachable and fast, programs running."""
@@ -329,6 +363,9 @@ class Lab(StartStop, ClientView):
                 self.start_scheduler(index)
 
     # --- Kubernetes objects ------------------------------------------------
+    def node_labels(self, node: str) -> dict[str, str]:
+        return k8s_nodes.labels(node)
+
     def _apply_pools(self) -> None:
         assert self.cp is not None
         self.cp.apply(yaml.safe_dump_all([
@@ -344,12 +381,15 @@ class Lab(StartStop, ClientView):
     def _save_state(self) -> None:
         if not self.dir.exists():
             return
-        pids = [p.popen.pid for p in self.procs.values()]
+        procs = list(self.procs.values())  # the image's pods start and stop in lab threads
+        pids = [p.popen.pid for p in procs]
         if self.cp is not None:
             pids += self.cp.pids()
         state = {"prefix": self.prefix, "owner": os.getpid(), "pids": pids,
-                 "procs": {p.name: p.popen.pid for p in self.procs.values()},
-                 "namespaces": self.topology.all_namespaces(), "nodes": self.node_names,
+                 "procs": {p.name: p.popen.pid for p in procs},
+                 "namespaces": [*self.topology.all_namespaces(),
+                                *(self.image.namespaces() if self.image else [])],
+                 "nodes": self.node_names,
                  "node_namespaces": {n: self.topology.node_ns(n) for n in self.node_names},
                  "client_namespace": self.topology.client,
                  # the node program's credentials, reaching the API through

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from externalip_lab import podman
 from externalip_lab.topology import ip
 
 STATE_ROOT = Path("/run/externalip-lab")
@@ -77,6 +78,8 @@ def destroy(state: dict[str, Any]) -> None:
     for pid in state.get("pids", []):
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
+    if shutil.which("podman"):  # a lab from the image: its containers outlive their clients
+        podman.remove_containers(str(state["prefix"]))
     for netns in state.get("namespaces", []):
         ip("netns", "del", str(netns), check=False)
     shutil.rmtree(STATE_ROOT / str(state["prefix"]), ignore_errors=True)

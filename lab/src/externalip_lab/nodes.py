@@ -15,13 +15,16 @@ from externalip.kube.times import now_rfc3339
 from externalip_lab.controlplane import ControlPlane
 
 
+def labels(name: str) -> dict[str, str]:
+    return {"ipcontroller": "", "kubernetes.io/hostname": name}
+
+
 def create(cp: ControlPlane, name: str, *addresses: str) -> None:
     """A ready Node with its InternalIPs (IPv4 first, then IPv6, as a
     dual-stack kubelet reports them: kube-proxy takes its node IPs from here)."""
     cp.apply(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"ipcontroller": "",
-                                              "kubernetes.io/hostname": name}},
+        "metadata": {"name": name, "labels": labels(name)},
     }))
     set_ready(cp, name, True, *addresses)
 

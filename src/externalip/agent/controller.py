@@ -26,9 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
+from externalip.agent.conflicts import Conflicts
 from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import (
@@ -39,7 +41,8 @@ from externalip.core.claims import (
 )
 from externalip.core.conditions import merge
 from externalip.core.fence import Fence
-from externalip.core.holding import Want
+from externalip.core.handover import Handover
+from externalip.core.holding import Want, may_hold
 from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
 from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
@@ -47,6 +50,8 @@ from externalip.kube.informer import Informer
 from externalip.kube.leases import NodeLease
 from externalip.kube.times import now_rfc3339
 from externalip.net.holder import RECONCILE_ERRORS, AddressHolder
+from externalip.net.portguard import PortGuard, guard_held
+from externalip.net.probe import probe
 
 _log = log.get(__name__)
 STATUS_WRITES_IN_FLIGHT = 8
@@ -64,6 +69,7 @@ def _status_patch(claim: Claim, status: ClaimStatus, now: str) -> dict[str, Any]
             "message": status.message[:MESSAGE_MAX] or None,
             "term": status.term or None,
             "takenFrom": status.taken_from or None,
+            "conflict": status.conflict or None,
             "conditions": conditions,
         }
     }
@@ -71,12 +77,13 @@ def _status_patch(claim: Claim, status: ClaimStatus, now: str) -> dict[str, Any]
 
 class Agent:
     def __init__(self, opts: argparse.Namespace, api: Api, holder: AddressHolder,
-                 failover: Failover | None = None):
+                 failover: Failover | None = None, guard: PortGuard | None = None):
         self.opts = opts
         self.node: str = opts.hostname
         self.api = api
         self.holder = holder
         self.failover = failover
+        self.guard = guard
         # the claims this node holds and those it stands by for (to take them
         # over without the API), in one watch
         self.claims = Informer(api, CLAIMS, labels={role_label(self.node): ""})
@@ -88,6 +95,7 @@ class Agent:
         self._report: tuple[list[Claim], tuple[Want, ...], dict[str, str]] | None = None
         self.claims.add_handler(self._on_claim)
         self._specs: dict[str, Any] = {}
+        self._parsed: dict[str, Claim] = {}
         self.reconciled = False
         self._statuses = StatusLedger()
         self._problems: dict[str, str] = {}
@@ -96,13 +104,19 @@ class Agent:
         self._ipnode_exists = False
         self.fenced = False
         self.fence = Fence()
+        self.conflicts = Conflicts(probe if opts.probe else None)
+        self.handover = Handover(opts.handover_delay)
+        self._release_timer: asyncio.TimerHandle | None = None
 
     def _on_claim(self, event: str, obj: dict[str, Any]) -> None:
         """Kick a reconcile, except for status-only changes (our own writes, mostly):
         with 1,000 claims, each status write would otherwise cost a full pass."""
         name = obj["metadata"]["name"]
-        # the holder matters too: a standby's takeover decides who holds
-        spec = (obj.get("spec"), (obj.get("status") or {}).get("holder"))
+        # The holder matters too: a standby's takeover decides who holds. Our
+        # own name there is the echo of our own status write (5,000 of them
+        # after 5,000 new claims), which changes nothing we decide: not a kick.
+        holder = (obj.get("status") or {}).get("holder")
+        spec = (obj.get("spec"), None if holder == self.node else holder)
         if event == "DELETED":
             self._specs.pop(name, None)
         elif event == "MODIFIED" and self._specs.get(name) == spec:
@@ -124,21 +138,27 @@ class Agent:
             # The fence opens again only on claims read after it lapsed: a
             # watch that was stalled with us may still owe the takeovers.
             await self.claims.relist()
-        claims: list[Claim] = []
-        for obj in list(self.claims.store.values()):
-            try:
-                claims.append(Claim.from_object(obj))
-            except (KeyError, TypeError, ValueError) as exc:
-                _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
-                           error=repr(exc))
-        if self.failover is not None:
-            wants, invalid = wants_from_claims(self.failover.select(claims), "", self.opts.iface)
-        else:
-            wants, invalid = wants_from_claims(claims, self.node, self.opts.iface)
+        claims = self._parse_claims()
+        step = self.handover.step(claims, self.node, time.monotonic())
+        self._release_after(step.next_due)
+        hold = self.failover.select(claims) if self.failover is not None else \
+            [c for c in claims if c.spec.node_name == self.node]
+        wants, invalid = wants_from_claims(hold, "", self.opts.iface)
+        wants += wants_from_claims(step.hold, "", self.opts.iface, handover=True)[0]
+        wants += wants_from_claims(step.quiet, "", self.opts.iface, quiet=True)[0]
+        if self.failover is None:
             wants = self.fence.filter(wants, self.renewing())
         if self._must_release():
             wants = []
+        ports = {c.name: c.spec.ports for c in claims}
+        own = {i.ip for i in self._own}
+        wants = await self.conflicts.screen(claims, wants, {
+            *own, *(w.interface.ip for w in self.holder.held)})
+        invalid.update(self.conflicts.problems())
+        # guarded before they are added: no moment with every port open
+        guard_held(self.guard, (*self.holder.held, *may_hold(wants, self._own)), ports)
         result = await self.holder.reconcile(wants)
+        guard_held(self.guard, result.held, ports)
         if self.failover is not None:
             self.failover.held(result.held)
             if rearming:
@@ -152,6 +172,31 @@ class Agent:
         self.report_kick.set()
         self.reconciled = True
 
+    def _release_after(self, due: float | None) -> None:
+        """Reconcile again when the next handed-over address is due to go."""
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = None if due is None else \
+            asyncio.get_running_loop().call_later(due + 0.01, self.kick.set)
+
+    def _parse_claims(self) -> list[Claim]:
+        """The stored claims, each parsed once per resourceVersion: with 5,000
+        claims, parsing all of them on every pass was a quarter of the pass."""
+        parsed: dict[str, Claim] = {}
+        for key, obj in list(self.claims.store.items()):
+            old = self._parsed.get(key)
+            version = obj.get("metadata", {}).get("resourceVersion")
+            if old is not None and version and old.resource_version == version:
+                parsed[key] = old
+                continue
+            try:
+                parsed[key] = Claim.from_object(obj)
+            except (KeyError, TypeError, ValueError) as exc:
+                _log.error("unreadable claim", claim=obj.get("metadata", {}).get("name"),
+                           error=repr(exc))
+        self._parsed = parsed
+        return list(parsed.values())
+
     async def report(self) -> None:
         """Write what the last reconcile found: Events, claim statuses, IpNode."""
         if self._report is None:
@@ -161,6 +206,7 @@ class Agent:
         await self._report_alarms()
         held = {owner for want in held_wants for owner in want.owners}
         await self._write_statuses(claims, held, problems)
+        await self._report_conflicts()
         await self._write_node_status(held_wants)
 
     async def _report_alarms(self) -> None:
@@ -176,15 +222,28 @@ class Agent:
         return bool(self.lease.lapsed() <= float(self.opts.hb) * 1.5 + 0.5)
 
     def heard(self, ip: IPAddress, mac: bytes, ifindex: int) -> None:
-        """Another MAC announced ip (net.conflict); see agent.fence for the policy."""
-        if self.fence.heard(ip, self.holder.held, self.renewing()):
+        """Another MAC announced ip (net.conflict); see agent.fence for the policy.
+        For an address we hand over, that is the new holder: go quiet now."""
+        handed = [w.owners[0] for w in self.holder.held
+                  if w.interface.ip == ip and w.handover and not w.quiet]
+        if handed:
+            for name in handed:
+                self.handover.announced(name)
+            _log.info("the new holder announced an address we hand over; going quiet",
+                      node=self.node, address=str(ip), mac=mac.hex(":"))
+            self.kick.set()
+        elif self.fence.heard(ip, self.holder.held, self.renewing()):
             _log.warning("another node announced our address while we are cut off from "
                          "the API; yielding it", node=self.node, address=str(ip),
                          mac=mac.hex(":"))
             self.kick.set()
-        elif any(w.interface.ip == ip for w in self.holder.held) and self.renewing():
-            _log.warning("another host announces an address assigned to this node",
-                         node=self.node, address=str(ip), mac=mac.hex(":"))
+        elif self.renewing():
+            held = [w for w in self.holder.held if w.interface.ip == ip and not w.handover]
+            if held:
+                _log.warning("another host announces an address assigned to this node",
+                             node=self.node, address=str(ip), mac=mac.hex(":"))
+                self.conflicts.heard(ip, mac, held[0].owners)
+                self.report_kick.set()
 
     async def first_sync(self) -> None:
         """Reconcile as soon as the claim list is known, even if it is empty:
@@ -207,21 +266,31 @@ class Agent:
         return fenced
 
     async def _report_problems(self, problems: dict[str, str]) -> None:
+        conflicted = self.conflicts.macs()
         for name, why in problems.items():
             if self._problems.get(name) == why:
                 continue  # already reported; the status carries it meanwhile
             _log.warning("claim refused", claim=name, reason=why)
-            obj = self.claims.store.get(name, {})
-            ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", "IpClaim", name,
-                            uid=obj.get("metadata", {}).get("uid", ""))
-            await self.events.emit(ref, WARNING, "AddressRefused", why[:MESSAGE_MAX])
+            reason = "AddressConflict" if name in conflicted else "AddressRefused"
+            await self.events.emit(self._claim_ref(name), WARNING, reason, why[:MESSAGE_MAX])
         self._problems = problems
+
+    async def _report_conflicts(self) -> None:
+        """A foreign MAC announced an address we hold (heard by net.conflict)."""
+        for name, why in self.conflicts.heard_reports():
+            await self.events.emit(self._claim_ref(name), WARNING, "AddressConflict",
+                                   why[:MESSAGE_MAX])
+
+    def _claim_ref(self, name: str) -> ObjectRef:
+        obj = self.claims.store.get(name, {})
+        return ObjectRef(f"{API_GROUP}/{API_VERSION}", "IpClaim", name,
+                         uid=obj.get("metadata", {}).get("uid", ""))
 
     async def _write_statuses(
         self, claims: list[Claim], held: set[str], problems: dict[str, str]
     ) -> None:
         writes = self._statuses.due(claims, self.node, held=held, problems=problems,
-                                    now=now_rfc3339())
+                                    now=now_rfc3339(), conflicts=self.conflicts.macs())
         by_name = {c.name: c for c in claims}
         # A few writes in flight: after a failover 1,000 statuses are due, and
         # one at a time they would take a round trip each.

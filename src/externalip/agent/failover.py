@@ -53,6 +53,8 @@ class FenceSink(Protocol):
 
     def hold(self, addresses: Iterable[IPAddress]) -> None: ...
 
+    def quiet(self, addresses: Iterable[IPAddress]) -> None: ...
+
 
 class PeerSource(Protocol):
     """What the heartbeat transport tells us (HeartbeatPeers adapts net.heartbeat)."""
@@ -119,6 +121,8 @@ class Failover:
         self._source: PeerSource | None = None
         self._fence: FenceSink | None = None
         self._fenced: frozenset[IPAddress] = frozenset()
+        # None: the first reconcile syncs it, whatever an earlier run left
+        self._quiet: frozenset[IPAddress] | None = None
         self._taken: dict[str, str] = {}
         self._claim_nodes: frozenset[str] = frozenset()
         self._last_heard: dict[str, float] = {}
@@ -135,8 +139,15 @@ class Failover:
         self._source, self._fence = source, fence
 
     def held(self, wants: Iterable[Want]) -> None:
-        """After a reconcile: the fence guards exactly the addresses held."""
+        """After a reconcile: the fence guards exactly the addresses held, and
+        silences those handed over to another node (quiet wants) for good.
+        Quiet first: an address turning quiet must not answer for a moment."""
+        wants = list(wants)
         ips = frozenset(w.interface.ip for w in wants)
+        quiet = frozenset(w.interface.ip for w in wants if w.quiet)
+        if self._fence is not None and quiet != self._quiet:
+            self._fence.quiet(quiet)
+            self._quiet = quiet
         if self._fence is not None and ips != self._fenced:
             self._fence.hold(ips)
             self._fenced = ips

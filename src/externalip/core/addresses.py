@@ -44,3 +44,28 @@ def cidr(ip: IPAddress, prefix: int) -> str:
 
 def claim_ip(cidr_text: str) -> IPAddress:
     return ipaddress.ip_interface(cidr_text).ip
+
+
+def split_listen(addr: str) -> tuple[str, int]:
+    """"host:port", ":port", "[v6]:port" or "v6:port" -> (host, port); ValueError if not.
+
+    An empty host means every address. IPv6 hosts may come without brackets
+    (the last colon starts the port), so `$(POD_IP):9440` works in a
+    manifest for either family.
+    """
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{addr!r} is not a listen address; use host:port, :port or "
+                         "[v6-address]:port")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if host:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:  # a name ("localhost") is fine, unless it looks like an address
+            if bracketed or "[" in host or "]" in host or ":" in host:
+                raise ValueError(f"{addr!r}: {host!r} is not an address") from None
+        else:
+            if bracketed and ip.version != 6:
+                raise ValueError(f"{addr!r}: only IPv6 addresses go in brackets")
+    return host, int(port_text)

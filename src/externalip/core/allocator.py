@@ -53,7 +53,9 @@ class Allocator:
         """Addresses of a family held by claims or by this pass (kept up to date)."""
         if version not in self._taken:
             self._taken[version] = {int(ip) for ip in (*self.by_ip, *self.want,
-                                                       *self.world.node_addresses)
+                                                       *self.world.node_addresses,
+                                                       *self.world.held,
+                                                       *self.world.conflicts)
                                     if ip.version == version}
         return self._taken[version]
 
@@ -108,6 +110,10 @@ class Allocator:
         """The pool that could have given `ip` to this Service, if any."""
         return next((p for p in self.pools_for(svc, family(ip), chosen=True)
                      if p.contains(ip)), None)
+
+    def held_elsewhere(self, ip: IPAddress) -> str:
+        """The node that still holds `ip` although no claim reserves it, or ""."""
+        return "" if ip in self.by_ip else self.world.held.get(ip, "")
 
     def refusal(self, ip: IPAddress, svc: ServiceView) -> tuple[str, str]:
         return tenancy.refusal(ip, svc, self.world.pools, self.world.node_addresses)

@@ -8,12 +8,14 @@ records or reassigns them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from externalip.core import liveness
-from externalip.core.addresses import IPInterface
+from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.conditions import READY, SCHEDULED, Condition, differs
+from externalip.core.handover import handing_over
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
 from externalip.core.special import special
@@ -46,8 +48,15 @@ def to_hold(
     return hold, still
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _interface(cidr: str) -> IPInterface:
+    """Parsed once: every pass reads every claim's address (ipaddress is slow)."""
+    return ipaddress.ip_interface(cidr)
+
+
 def wants_from_claims(
-    claims: Iterable[Claim], node: str, default_link: str
+    claims: Iterable[Claim], node: str, default_link: str, *, handover: bool = False,
+    quiet: bool = False
 ) -> tuple[list[Want], dict[str, str]]:
     """The wants of the claims assigned to `node`, and claims we cannot parse (name -> why).
 
@@ -61,16 +70,28 @@ def wants_from_claims(
         if node and claim.spec.node_name != node:
             continue
         try:
-            interface = ipaddress.ip_interface(claim.spec.cidr)
+            interface = _interface(claim.spec.cidr)
         except ValueError:
             invalid[claim.name] = f"spec.cidr {claim.spec.cidr!r} is not an address/prefix"
             continue
-        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,)))
+        wants.append(Want(interface, claim.spec.link or default_link, (claim.name,),
+                          handover or quiet, quiet))
     return wants, invalid
 
 
+def first_placements(claims: Iterable[Claim], wants: Iterable[Want],
+                     present: Collection[IPAddress]) -> list[Want]:
+    """The wants to probe the segment for before adding them (net.probe): their
+    claim has never been held (no holder in its status) and the address is not
+    on the node already. A takeover (the claim names a holder) or a restarted
+    agent (the address is present) never probes: the address is ours."""
+    never_held = {c.name for c in claims if not c.status.holder and not c.status.ready}
+    return [w for w in wants if w.interface.ip not in present
+            and any(owner in never_held for owner in w.owners)]
+
+
 def desired_status(
-    claim: Claim, node: str, held: bool, problem: str, now: str
+    claim: Claim, node: str, held: bool, problem: str, now: str, *, conflict: str = ""
 ) -> ClaimStatus | None:
     """What the status of `claim` should say after this reconcile; None: not ours to say.
 
@@ -81,6 +102,8 @@ def desired_status(
     name; never over another holder's status.
     """
     old = claim.status
+    if handing_over(claim, node):
+        return None  # the new holder speaks for it (core.handover)
     if held:
         taken = claim.spec.node_name != node  # a takeover, not a scheduler's move
         taken_from = claim.spec.node_name if taken else ""
@@ -93,7 +116,8 @@ def desired_status(
         return None
     if node not in (claim.spec.node_name, old.holder):
         return None
-    return ClaimStatus(ready=False, holder="", message=problem, term=old.term)
+    return ClaimStatus(ready=False, holder="", message=problem, term=old.term,
+                       conflict=conflict)
 
 
 def status_conditions(claim: Claim, status: ClaimStatus) -> tuple[Condition, ...]:
@@ -127,12 +151,14 @@ class StatusLedger:
         self._written: dict[str, tuple[str, ClaimStatus]] = {}
 
     def due(self, claims: Iterable[Claim], node: str, *, held: set[str],
-            problems: Mapping[str, str], now: str) -> dict[str, ClaimStatus]:
+            problems: Mapping[str, str], now: str,
+            conflicts: Mapping[str, str] | None = None) -> dict[str, ClaimStatus]:
         """Claims whose status must be written, with the new status."""
         out: dict[str, ClaimStatus] = {}
         for claim in claims:
             want = desired_status(claim, node, claim.name in held,
-                                  problems.get(claim.name, ""), now)
+                                  problems.get(claim.name, ""), now,
+                                  conflict=(conflicts or {}).get(claim.name, ""))
             if want is None:
                 continue
             if want == claim.status and not differs(claim.conditions,

@@ -10,9 +10,9 @@ ask, so rewriting one never looks like a change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from externalip.core.model import Claim
 
@@ -81,27 +81,51 @@ def differs(existing: Iterable[Mapping[str, Any]] | None, new: Iterable[Conditio
     return any(find(existing, c.type) != c for c in new)
 
 
-def for_service(ingress: tuple[str, ...], families: int,
-                warnings: list[tuple[str, str]],
-                unheld: list[tuple[str, str]]) -> Condition | None:
-    """The Service's condition after a pass; None while there is nothing to
-    say (its claim is being created: writing that would cost a request).
+class _Said(Protocol):  # core.desired.Event (frozen: read-only attributes)
+    @property
+    def service(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def message(self) -> str: ...
 
-    `unheld`: (reason, message) of published addresses nobody can hold (no
-    eligible node; the node's agent refused it). Holding itself is the
-    claim's `Ready`: waiting for it here would cost a request per Service,
-    so only its failures are said here, on their own (rare) writes."""
+
+class _Wants(Protocol):  # core.services.ServiceView
+    @property
+    def key(self) -> str: ...
+    @property
+    def families(self) -> tuple[str, ...]: ...
+
+
+def for_service(svc: _Wants, claims: Sequence[Claim],
+                events: Iterable[_Said]) -> Condition | None:
+    """The Service's condition after a pass, from the claims of its published
+    addresses and the plan's Events; None while there is nothing to say (its
+    claim is being created: writing that would cost a request).
+
+    Holding itself is the claims' `Ready`: waiting for it here would cost a
+    request per Service, so only its failures are said here (no eligible
+    node, an agent's refusal), on their own rare writes."""
+    ingress = [c.spec.cidr.split("/")[0] for c in claims]
+    unheld = [why for c in claims if (why := _unheld(c))]
     if unheld:
         return Condition.of(SERVICE, False, *unheld[0])
-    if ingress and len(ingress) >= families:
+    if ingress and len(ingress) >= len(svc.families):
         return Condition.of(SERVICE, True, "IPAllocated",
                             f"{', '.join(ingress)} in status.loadBalancer.ingress")
-    if warnings:  # (reason, message) of the Warnings the plan gave this Service
-        return Condition.of(SERVICE, False, *warnings[0])
+    warnings = [e for e in events if e.service == svc.key and e.type == "Warning"]
+    if warnings:  # the first says why (not every) address is assigned
+        return Condition.of(SERVICE, False, warnings[0].reason, warnings[0].message)
     return None
 
 
-def unheld(claim: Claim) -> tuple[str, str] | None:
+def invalid(problems: str) -> Condition:
+    return Condition.of(SERVICE, False, "InvalidService", problems)
+
+
+def _unheld(claim: Claim) -> tuple[str, str] | None:
     """Why nobody can hold a published address, if that is so: no node may
     hold it, or the node's agent refused it (its status says why; the
     scheduler then places it elsewhere, core.desired)."""
@@ -119,3 +143,13 @@ def pending(ingress: tuple[str, ...]) -> Condition:
     return Condition.of(SERVICE, False, "Pending",
                         "waiting for the IpClaim of every address to exist"
                         + (f" (have {', '.join(ingress)})" if ingress else ""))
+
+
+def unscheduled(claim: Claim, node: str) -> Condition | None:
+    """`Scheduled=False` for a claim the plan leaves without a node, unless it
+    already says so: the scheduler writes it on that failure path only."""
+    if node:
+        return None
+    said = Condition.of(SCHEDULED, False, "NoEligibleNode",
+                        f"no live eligible node can hold {claim.spec.cidr.split('/')[0]}")
+    return None if find(claim.conditions, SCHEDULED) == said else said

@@ -22,8 +22,7 @@ from externalip.core import conditions, placement
 from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
-from externalip.core.conditions import Condition
-from externalip.core.model import Claim, ClaimSpec, LabelSelector
+from externalip.core.model import Claim, ClaimSpec
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView, invalid_fields
 
@@ -52,9 +51,20 @@ class World:
     # the node: never allocated, never placed (another node announcing them
     # would steal the node's traffic).
     node_addresses: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses agents report holding (IpNode status.addresses) -> the node. One
+    # whose claim is gone is still on that node (cut off from the API, it did
+    # not learn of the delete): it is not handed to anyone until released, or
+    # two nodes would answer for it.
+    held: Mapping[IPAddress, str] = field(default_factory=dict)
+    # Addresses another host on the segment uses (the agents' probes) -> what
+    # is known of it: never chosen from a pool; a Service whose pool address
+    # turned out to be one gets another.
+    conflicts: Mapping[IPAddress, str] = field(default_factory=dict)
     # claim cidr -> nodes whose agents refused it lately: placed elsewhere if
     # another node is eligible (scheduler.refusals keeps the memory)
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # live nodes labelled for drain: no new claims or standby roles; theirs move away
+    draining: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -65,20 +75,31 @@ class Plan:
     ingress: dict[str, tuple[str, ...]] = field(default_factory=dict)
     external_ips: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    # the Service's condition, written in the same patch as its `ingress`
-    conditions: dict[str, Condition] = field(default_factory=dict)
-    # a claim no node may hold says so in its status (agents write the rest)
-    claim_conditions: dict[str, Condition] = field(default_factory=dict)
+    conditions: dict[str, conditions.Condition] = field(default_factory=dict)  # with ingress
 
     @property
     def writes(self) -> int:
         return (len(self.create) + len(self.update) + len(self.delete) + len(self.ingress)
-                + len(self.external_ips) + len(self.claim_conditions))
+                + len(self.external_ips))
 
 
 def _held(alloc: _Allocator, svc: ServiceView) -> list[IPAddress]:
     """Addresses a pool gave this Service earlier (its claims name it and a pool)."""
     return sorted(alloc.pooled.get(svc.key, ()), key=lambda ip: (ip.version, int(ip)))
+
+
+def _usable(alloc: _Allocator, svc: ServiceView, plan: Plan) -> list[IPAddress]:
+    """Its pool addresses it may keep: not refused, not used by another host."""
+    out = []
+    for ip in _held(alloc, svc):
+        conflict = alloc.world.conflicts.get(ip)
+        if conflict is not None and str(ip) not in svc.requested:
+            plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                     f"{ip} is in use by another host on the segment "
+                                     f"({conflict}); the pool skips it"))
+        elif not alloc.refusal(ip, svc)[0]:
+            out.append(ip)
+    return out
 
 
 def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAddress, ...]:
@@ -92,8 +113,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
     LoadBalancer Services at all. The requested addresses were validated
     before (services.invalid_fields).
     """
-    held = [ip for ip in _held(alloc, svc)
-            if str(ip) not in svc.external_ips and not alloc.refusal(ip, svc)[0]]
+    held = [ip for ip in _usable(alloc, svc, plan) if str(ip) not in svc.external_ips]
     requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
     out: list[IPAddress] = []
     for fam in svc.families:
@@ -124,6 +144,10 @@ def _requested_pool(alloc: _Allocator, svc: ServiceView, ip: IPAddress,
     """The pool a requested address comes from, or None with a Warning why not."""
     reason, message = alloc.refusal(ip, svc)
     pool = alloc.pool_of(ip, svc) if not reason else None
+    if ip in alloc.world.conflicts:  # asked for by name: kept, but said
+        plan.events.append(Event(svc.key, WARNING, "AddressConflict",
+                                 f"{ip} is in use by another host on the segment "
+                                 f"({alloc.world.conflicts[ip]})"))
     if not reason and pool is None:
         reason, message = "RequestedIPUnavailable", f"{ip} is not in any pool this Service may use"
     if not reason and not alloc.can_share(ip, svc):
@@ -169,7 +193,7 @@ def _fresh(alloc: _Allocator, svc: ServiceView, fam: str,
 def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str, ...]:
     """The seed's external-ip=auto: one pool address appended to spec.externalIPs,
     once the claim that reserves it exists (the pass after it was allocated)."""
-    held = [ip for ip in _held(alloc, svc) if not alloc.refusal(ip, svc)[0]]
+    held = _usable(alloc, svc, plan)
     if any(str(ip) in svc.external_ips for ip in held):
         return svc.external_ips
     if held:
@@ -230,7 +254,7 @@ def plan(world: World) -> Plan:
             valid.append(svc)
             continue
         out.events.append(Event(svc.key, WARNING, "InvalidService", "; ".join(problems)))
-        invalid = Condition.of(conditions.SERVICE, False, "InvalidService", "; ".join(problems))
+        invalid = conditions.invalid("; ".join(problems))
         if svc.load_balancer and (svc.ingress or svc.condition != invalid):
             out.ingress[svc.key], out.conditions[svc.key] = (), invalid
     # Adopt before allocating: every Service's spec.externalIPs and existing
@@ -239,14 +263,11 @@ def plan(world: World) -> Plan:
         _adopt(alloc, svc, out)
     for svc in valid:
         if svc.load_balancer:
-            start = len(out.events)
             accepted = [ip for ip in _allocate_lb(alloc, svc, out) if _accepted(alloc, ip, svc)]
             ingress = tuple(map(str, accepted))
-            unheld = [why for ip in accepted if (why := conditions.unheld(alloc.by_ip[ip]))]
-            cond = conditions.for_service(ingress, len(svc.families), [
-                (e.reason, e.message) for e in out.events[start:] if e.type == WARNING], unheld)
-            if ingress != svc.ingress or (cond is not None and cond != svc.condition):
-                out.ingress[svc.key] = ingress  # the condition rides in the same patch
+            cond = conditions.for_service(svc, [alloc.by_ip[ip] for ip in accepted], out.events)
+            if ingress != svc.ingress or cond not in (None, svc.condition):  # one patch for both
+                out.ingress[svc.key] = ingress
                 out.conditions[svc.key] = cond or conditions.pending(ingress)
         elif svc.auto:
             external = _allocate_auto(alloc, svc, out)
@@ -272,6 +293,8 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
+        if current is None and _still_held(alloc, ip, want, out):
+            continue
         spec = ClaimSpec(
             cidr=f"{ip}/{_mask(world, ip)}",
             node_name=current.spec.node_name if current else "",
@@ -279,35 +302,35 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             pool=(current.spec.pool if current and current.spec.pool else want.pool),
             services=tuple(sorted(want.services)),
             sharing_key=want.sharing_key,
+            handover_from=current.spec.handover_from if current else "",
+            ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
         )
-        eligible = _eligible(world, spec)
+        eligible = placement.eligible(world, spec)
         spec = _record_takeover(current, spec, eligible, out)
-        if spec.node_name not in eligible:
-            previous = spec.node_name
-            node = placement.choose(eligible, load, world.policy)
-            if previous and load.get(previous):
-                load[previous] -= 1
-            if node is not None:
-                load[node] += 1
-                if previous:  # first placements are visible on the claim; moves are news
-                    out.events += [Event(s, NORMAL, "ClaimMoved",
-                                         f"{ip} moved to node {node} (was {previous})")
-                                   for s in spec.services]
-            elif current is None or previous:  # say it once, when it becomes unplaceable
-                out.events += [Event(s, WARNING, "NoEligibleNode",
-                                     f"no live eligible node can hold {ip}") for s in spec.services]
-            spec = replace(spec, node_name=node or "")
-        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, eligible)
+        placeable = eligible - world.draining
+        if spec.node_name not in placeable:
+            spec, notes = placement.place(world, spec, ip, placeable or eligible & {
+                spec.node_name}, load, new=current is None)
+            out.events += [Event(s, *note) for note in notes for s in spec.services]
+        elif current is not None and spec.node_name != current.spec.node_name:
+            spec = replace(spec, handover_from="")  # a takeover recorded: nothing to hand over
+        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, placeable)
                        if spec.node_name else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
-        if current is not None and not spec.node_name:  # the failure path only: say why
-            unplaced = Condition.of(conditions.SCHEDULED, False, "NoEligibleNode",
-                                    f"no live eligible node can hold {ip}")
-            if conditions.find(current.conditions, conditions.SCHEDULED) != unplaced:
-                out.claim_conditions[name] = unplaced
+
+
+def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> bool:
+    """A node cut off from the API still holds `ip` for a deleted claim: a new
+    claim could land on a second node. It waits until the address is released."""
+    node = alloc.held_elsewhere(ip)
+    if node:
+        out.events += [Event(s, WARNING, "AddressStillHeld",
+                             f"{ip} is still held by node {node} for a deleted claim; "
+                             "waiting until it releases it") for s in sorted(want.services)]
+    return bool(node)
 
 
 def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
@@ -317,23 +340,11 @@ def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
     if current is None or not current.status.ready:
         return spec
     holder = current.status.holder
-    if not holder or holder == spec.node_name or holder not in eligible:
+    # (a node handing the address over names itself until the new holder writes)
+    if holder in ("", spec.node_name, spec.handover_from) or holder not in eligible:
         return spec
     out.events += [Event(s, NORMAL, "ClaimTakenOver",
                          f"{current.spec.cidr} taken over by node {holder} "
                          f"(was {spec.node_name or 'unassigned'})") for s in spec.services]
     return replace(spec, node_name=holder)
 
-
-def _eligible(world: World, spec: ClaimSpec) -> set[str]:
-    nodes = set(world.nodes)
-    pool = next((p for p in world.pools if p.name == spec.pool), None)
-    selector: LabelSelector | None = pool.pool.spec.node_selector if pool else None
-    if selector is not None:
-        nodes = {n for n in nodes if selector.matches(world.nodes[n])}
-    local = [world.endpoints.get(s, frozenset()) for s in spec.services
-             if s in world.services and world.services[s].local]
-    for with_endpoint in local:  # externalTrafficPolicy: Local
-        nodes &= with_endpoint
-    # nodes that refused it, unless every node did (then it stays where it is)
-    return (nodes - world.refused.get(spec.cidr, frozenset())) or nodes

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION
+from externalip.core.selectors import LabelSelector
 
 # Label the scheduler puts on a claim so an agent can watch only its own claims
 # (the seed used the same label).
@@ -44,63 +45,6 @@ def node_label(node: str) -> str:
         return node
     digest = hashlib.sha256(node.encode()).hexdigest()[:16]
     return f"{node[:LABEL_VALUE_MAX - 17].rstrip('-.')}-{digest}"
-
-
-@dataclass(frozen=True)
-class LabelSelector:
-    """A metav1.LabelSelector, reduced to what selecting nodes and Services needs."""
-
-    match_labels: Mapping[str, str] = field(default_factory=dict)
-    match_expressions: tuple[SelectorRequirement, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        return all(req.matches(labels) for req in self.match_expressions)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> LabelSelector | None:
-        if d is None:
-            return None
-        return cls(
-            match_labels=dict(d.get("matchLabels") or {}),
-            match_expressions=tuple(
-                SelectorRequirement(
-                    key=e["key"], operator=e["operator"], values=tuple(e.get("values") or ())
-                )
-                for e in d.get("matchExpressions") or ()
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.match_labels:
-            out["matchLabels"] = dict(self.match_labels)
-        if self.match_expressions:
-            out["matchExpressions"] = [
-                {"key": e.key, "operator": e.operator, "values": list(e.values)}
-                for e in self.match_expressions
-            ]
-        return out
-
-
-@dataclass(frozen=True)
-class SelectorRequirement:
-    key: str
-    operator: str  # In, NotIn, Exists, DoesNotExist
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        present = self.key in labels
-        if self.operator == "In":
-            return present and labels[self.key] in self.values
-        if self.operator == "NotIn":
-            return not present or labels[self.key] not in self.values
-        if self.operator == "Exists":
-            return present
-        if self.operator == "DoesNotExist":
-            return not present
-        return False  # unknown operators select nothing rather than everything
 
 
 @dataclass(frozen=True)
@@ -174,6 +118,10 @@ class ClaimSpec:
     # Nodes that take the address over, in order, when the holder dies
     # (decided ahead of time so no write stands between a death and a takeover).
     standbys: tuple[str, ...] = ()
+    handover_from: str = ""  # a draining node that lets go once the new holder has it
+    # (protocol, port) of the owning Services: the only ports the agent's port
+    # guard (net.portguard) lets reach the node on this address.
+    ports: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ClaimSpec:
@@ -185,15 +133,16 @@ class ClaimSpec:
             services=tuple(sorted(d.get("services") or ())),
             sharing_key=str(d.get("sharingKey") or ""),
             standbys=tuple(str(n) for n in d.get("standbys") or ()),
+            handover_from=str(d.get("handoverFrom") or ""),
+            ports=tuple(sorted((str(p.get("protocol") or "TCP"), int(p["port"]))
+                               for p in d.get("ports") or ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cidr": self.cidr}
         for key, value in (
-            ("nodeName", self.node_name),
-            ("link", self.link),
-            ("pool", self.pool),
-            ("sharingKey", self.sharing_key),
+            ("nodeName", self.node_name), ("link", self.link), ("pool", self.pool),
+            ("sharingKey", self.sharing_key), ("handoverFrom", self.handover_from),
         ):
             if value:
                 out[key] = value
@@ -201,6 +150,8 @@ class ClaimSpec:
             out["services"] = list(self.services)
         if self.standbys:
             out["standbys"] = list(self.standbys)
+        if self.ports:
+            out["ports"] = [{"protocol": proto, "port": port} for proto, port in self.ports]
         return out
 
 
@@ -218,6 +169,9 @@ class ClaimStatus:
     # The node a standby took the address from; while the claim is still
     # assigned to that node, the takeover is newer than the assignment.
     taken_from: str = ""
+    # Another host on the segment uses the address (the MAC that answered the
+    # agent's probe): the scheduler's pool skips it (scheduler.conflicts).
+    conflict: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> ClaimStatus:
@@ -229,20 +183,16 @@ class ClaimStatus:
             message=str(d.get("message") or ""),
             term=int(d.get("term") or 0),
             taken_from=str(d.get("takenFrom") or ""),
+            conflict=str(d.get("conflict") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ready": self.ready}
-        if self.holder:
-            out["holder"] = self.holder
-        if self.since:
-            out["since"] = self.since
-        if self.message:
-            out["message"] = self.message
-        if self.term:
-            out["term"] = self.term
-        if self.taken_from:
-            out["takenFrom"] = self.taken_from
+        for key, value in (("holder", self.holder), ("since", self.since),
+                           ("message", self.message), ("term", self.term),
+                           ("takenFrom", self.taken_from), ("conflict", self.conflict)):
+            if value:
+                out[key] = value
         return out
 
 
@@ -333,8 +283,8 @@ class IpNode:
 
 def claim_labels(spec: ClaimSpec) -> dict[str, str]:
     """The labels that say which nodes a claim concerns (the seed's `ipnode` too)."""
-    labels = {role_label(node): f"standby-{rank}"
-              for rank, node in enumerate(spec.standbys, start=1)}
+    labels = {role_label(spec.handover_from): "handover"} if spec.handover_from else {}
+    labels |= {role_label(n): f"standby-{r}" for r, n in enumerate(spec.standbys, start=1)}
     if spec.node_name:
         labels[NODE_LABEL] = node_label(spec.node_name)
         labels[role_label(spec.node_name)] = HOLDER

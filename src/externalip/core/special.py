@@ -16,6 +16,7 @@ list all three use.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -37,8 +38,10 @@ _SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def special(ip: IPAddress) -> str:
-    """Why `ip` may never be used as a Service address, or "" if it may."""
+    """Why `ip` may never be used as a Service address, or "" if it may.
+    (Cached: an agent asks it for each of its thousands of addresses on every pass.)"""
     for network, why in _SPECIAL:
         if ip.version == network.version and ip in network:
             return f"{ip} {why}"

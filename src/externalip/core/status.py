@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class NodeRow:
     ready: int
     lease_age: float | None  # seconds since the agent last renewed; None: no Lease
     alive: bool
+    draining: bool = False  # labelled for drain, as the scheduler has seen it
+    holds: int = 0  # addresses its agent reports holding (handed-over ones until they go)
     healthy: str = ""  # its IpNode's Healthy condition (the scheduler's judgement); "": none
 
 
@@ -66,6 +68,7 @@ class ClaimRow:
     ready: bool
     services: tuple[str, ...]
     standbys: tuple[str, ...] = ()  # who takes it over, in order, if the node dies
+    handover_from: str = ""  # the draining node it moved away from
 
 
 @dataclass(frozen=True)
@@ -134,15 +137,20 @@ def lease_state(lease: Mapping[str, Any] | None,
 
 def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
               leases: Mapping[str, Mapping[str, Any]],
-              now: datetime.datetime, healthy: Mapping[str, str] | None = None) -> list[NodeRow]:
+              now: datetime.datetime, draining: Collection[str] = (), *,
+              healthy: Mapping[str, str] | None = None) -> list[NodeRow]:
     claims = list(claims)
-    names = {n.name for n in nodes} | {c.spec.node_name for c in claims if c.spec.node_name}
+    ipnodes = {n.name: n for n in nodes}
+    names = set(ipnodes) | {c.spec.node_name for c in claims if c.spec.node_name}
     rows = []
     for name in sorted(names):
         mine = [c for c in claims if c.spec.node_name == name]
         age, alive = lease_state(leases.get(name), now)
+        ipnode = ipnodes.get(name)
         rows.append(NodeRow(name, len(mine), sum(c.status.ready for c in mine), age, alive,
-                            (healthy or {}).get(name, "")))
+                            draining=name in draining,
+                            holds=len(ipnode.status.addresses) if ipnode else 0,
+                            healthy=(healthy or {}).get(name, "")))
     unassigned = [c for c in claims if not c.spec.node_name]
     if unassigned:
         rows.append(NodeRow("", len(unassigned), 0, None, False))
@@ -278,7 +286,9 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
                if (c := find((n.get("status") or {}).get("conditions"), HEALTHY))}
     node_table = node_rows([IpNode.from_object(n) for n in nodes], typed_claims,
                            {k: v for k, v in by_name.items() if k != LEADER_LEASE}, now,
-                           healthy)
+                           # spec.draining: the scheduler's mirror of the Node's drain label
+                           {n["metadata"]["name"] for n in nodes
+                            if (n.get("spec") or {}).get("draining")}, healthy=healthy)
     pool_table = pool_rows(typed_pools, typed_claims)
     views = {_key(s): service_view(s, lb_class, default_class) for s in services}
     ctx = Context(claims=typed_claims, pools=pool_table,
@@ -290,7 +300,8 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
         pools=pool_table,
         nodes=node_table,
         claims=[ClaimRow(c.name, c.spec.cidr, c.spec.node_name, c.status.ready, c.spec.services,
-                         c.spec.standbys) for c in sorted(typed_claims, key=lambda c: c.name)],
+                         c.spec.standbys, c.spec.handover_from)
+                for c in sorted(typed_claims, key=lambda c: c.name)],
         waiting=waiting_services(services, views, ctx),
         leader=leader,
     )

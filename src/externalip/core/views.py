@@ -16,6 +16,9 @@ from externalip.core.services import (
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+# Ours: "true" asks the scheduler to move the node's addresses away,
+# make-before-break (`externalip drain NODE` sets it; docs/maintenance.md).
+DRAIN_LABEL = "externalip.io/drain"
 
 
 def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: bool) -> bool:
@@ -26,6 +29,11 @@ def serves_load_balancer(spec: Mapping[str, Any], lb_class: str, default_class: 
         return False
     klass = spec.get("loadBalancerClass")
     return bool(klass == lb_class) if klass else default_class
+
+
+def service_ports(spec: Mapping[str, Any]) -> frozenset[tuple[str, int]]:
+    """(protocol, port) of a Service's spec."""
+    return frozenset((p.get("protocol", "TCP"), int(p["port"])) for p in spec.get("ports") or ())
 
 
 def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> ServiceView:
@@ -52,8 +60,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         requested=requested,
         pool=annotations.get(POOL_ANNOTATION, ""),
         sharing_key=annotations.get(SHARING_ANNOTATION, ""),
-        ports=frozenset((p.get("protocol", "TCP"), int(p["port"]))
-                        for p in spec.get("ports") or ()),
+        ports=service_ports(spec),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
         condition=find((obj.get("status") or {}).get("conditions"), SERVICE),
@@ -61,13 +68,22 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
 
 
 def node_usable(obj: Mapping[str, Any]) -> bool:
-    """Ready, schedulable and not excluded from external load balancers."""
+    """Ready and not excluded from external load balancers.
+
+    A cordon (spec.unschedulable) does not count: kubeadm upgrades and
+    `kubectl drain` cordon nodes that keep running, and moving addresses on a
+    cordon is what made MetalLB revert its PR 2470 after outages (its issue
+    2715). The explicit signal is our drain label (`node_draining`).
+    """
     if EXCLUDE_LABEL in (obj["metadata"].get("labels") or {}):
-        return False
-    if (obj.get("spec") or {}).get("unschedulable"):
         return False
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def node_draining(obj: Mapping[str, Any]) -> bool:
+    """The node carries our drain label: its addresses move away, make-before-break."""
+    return (obj["metadata"].get("labels") or {}).get(DRAIN_LABEL) == "true"
 
 
 def endpoint_nodes(slices: Mapping[str, Mapping[str, Any]]) -> dict[str, frozenset[str]]:
@@ -90,12 +106,24 @@ def node_addresses(nodes: Mapping[str, Mapping[str, Any]],
     """Every node's own address -> the node: Node status.addresses (what the
     kubelet reports) and the IpNode inventory (what the agent sees on the
     node's links). Neither may ever become a Service address."""
-    out: dict[IPAddress, str] = {}
     reported = [(name, [a.get("address", "") for a in
                         (obj.get("status") or {}).get("addresses") or ()])
                 for name, obj in nodes.items()]
     reported += [(name, list((obj.get("status") or {}).get("nodeAddresses") or ()))
                  for name, obj in ipnodes.items()]
+    return _by_address(reported)
+
+
+def held_addresses(ipnodes: Mapping[str, Mapping[str, Any]]) -> dict[IPAddress, str]:
+    """Every address an agent reports holding for a claim (IpNode
+    `status.addresses`) -> the node. A node cut off from the API keeps an
+    address whose claim was deleted meanwhile, and its inventory still says so."""
+    return _by_address([(name, list((obj.get("status") or {}).get("addresses") or ()))
+                        for name, obj in sorted(ipnodes.items())])
+
+
+def _by_address(reported: list[tuple[str, list[Any]]]) -> dict[IPAddress, str]:
+    out: dict[IPAddress, str] = {}
     for name, texts in reported:
         for text in texts:
             try:

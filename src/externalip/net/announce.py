@@ -50,8 +50,15 @@ def na_message(mac: bytes, ip: ipaddress.IPv6Address) -> bytes:
     return header + ip.packed + option
 
 
+# With no rate configured, a burst is still spread this thin: a takeover of
+# 3,333 addresses handed 6,666 frames to the kernel at once, and its queues
+# (netdev_max_backlog, a NIC's tx queue: ~1,000 frames) dropped most of them
+# (ENOBUFS). 20,000 announcements/s send those in a sixth of a second.
+UNPACED = 20_000.0
+
+
 class Pacer:
-    """At most `rate` announcements per second over all addresses (0: no limit).
+    """At most `rate` announcements per second over all addresses (0: UNPACED).
 
     A switch with Dynamic ARP Inspection shuts a port that sends more than 15
     ARP packets per second by default; a node taking over thousands of
@@ -60,12 +67,10 @@ class Pacer:
     """
 
     def __init__(self, rate: float = 0.0) -> None:
-        self._gap = 1.0 / rate if rate > 0 else 0.0
+        self._gap = 1.0 / (rate if rate > 0 else UNPACED)
         self._next = 0.0
 
     async def slot(self) -> None:
-        if not self._gap:
-            return
         now = asyncio.get_running_loop().time()
         at = max(now, self._next)
         self._next = at + self._gap

@@ -154,9 +154,9 @@ class ConflictWatcher:
 
     def _filter(self) -> None:
         if self._arp is not None:
-            attach_filter(self._arp, arp_filter(self._addresses) or (ACCEPT,))
+            _attach(self._arp, arp_filter(self._addresses), (ACCEPT,))
         if self._na is not None:
-            attach_filter(self._na, na_filter(self._addresses) or _NA_FILTER)
+            _attach(self._na, na_filter(self._addresses), _NA_FILTER)
 
     def _read(self, sock: socket.socket) -> None:
         for _ in range(64):  # bounded per wake-up
@@ -182,6 +182,23 @@ class ConflictWatcher:
                 loop.remove_reader(sock.fileno())
             sock.close()
         self._socks.clear()
+
+
+def _attach(sock: socket.socket, exact: tuple[Insn, ...] | None,
+            fallback: tuple[Insn, ...]) -> None:
+    """The exact filter, or the fallback (user space checks the address) when
+    the kernel refuses it: a socket's filter is charged to net.core.optmem_max,
+    and a few hundred addresses already exceed it (ENOMEM), which used to fail
+    every reconcile of a node holding that many."""
+    if exact is not None:
+        try:
+            attach_filter(sock, exact)
+        except OSError as exc:
+            _log.debug("kernel filter refused; filtering in user space", error=str(exc),
+                       instructions=len(exact))
+        else:
+            return
+    attach_filter(sock, fallback)
 
 
 def _ifindex(addr: tuple[object, ...]) -> int:

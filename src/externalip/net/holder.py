@@ -1,7 +1,8 @@
 """Holding a set of addresses on the wire: plan, apply, announce, refresh.
 
 Shared by the claims-mode agent and simple mode. One `reconcile(wants)` reads
-the kernel's links and addresses, asks the pure `plan` what to do, removes
+the kernel's links and addresses (the addresses from a cache kept by netlink
+notifications, not a dump per pass), asks the pure `plan` what to do, removes
 what is ours and no longer wanted, renews the lifetime of what stays, adds and
 announces what is missing. It returns what is really held and what failed, so
 the caller can report it (claim status, Events). No API access here.
@@ -10,6 +11,7 @@ the caller can report it (claim status, Events). No API access here.
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
 import time
@@ -17,13 +19,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
-from pyroute2.netlink.exceptions import NetlinkError
 
 from externalip import log
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.holding import Have, Plan, Want, plan
 from externalip.net.announce import Announcer
-from externalip.net.netlink import AddressExistsError, Link, Netlink
+from externalip.net.netlink import Link, NetEvent, Netlink
 
 ADDRESSES_HELD = Gauge("externalip_addresses_held", "Addresses this process holds")
 ANNOUNCEMENTS = Counter(
@@ -56,6 +57,14 @@ def _announce_failed(exc: OSError) -> None:
     _log.warning("announcement failed", error=str(exc))
 
 
+def _failed(step: str, want: Want, reason: str, problems: dict[str, str]) -> None:
+    """A step failed for one address: counted, logged, and its owners told why."""
+    RECONCILE_ERRORS.labels(step).inc()
+    _log.error("address step failed", step=step, address=str(want.interface), reason=reason)
+    for owner in want.owners:
+        problems[owner] = reason
+
+
 class AddressHolder:
     def __init__(self, netlink: Netlink, lifetime: float, announcer: Announcer | None = None,
                  announce_rate: float = 0.0, *,
@@ -72,6 +81,7 @@ class AddressHolder:
         # told of every address's first announcement (the takeover clock)
         self.on_announced: Callable[[IPAddress], None] = lambda _ip: None
         self.held: tuple[Want, ...] = ()
+        self._held_keys: set[tuple[str, IPInterface]] = set()  # (link, address) of `held`
         self._links: dict[str, Link] = {}
         # When each held address was last given a fresh lifetime. Reconciles
         # run on every claim event; renewing 1,000 lifetimes each time would
@@ -85,13 +95,12 @@ class AddressHolder:
         self.on_announced(ip)
 
     async def reconcile(self, wants: Iterable[Want]) -> Result:
+        # The addresses first: reading them applies pending link events too.
+        addresses = self.netlink.addresses()
         links = await self.netlink.links()
         self._links = {link.name: link for link in links.values()}
-        haves = [
-            Have(a.interface, links[a.ifindex].name, a.ours)
-            for a in await self.netlink.addresses()
-            if a.ifindex in links
-        ]
+        haves = [Have(a.interface, links[a.ifindex].name, a.ours)
+                 for a in addresses if a.ifindex in links]
         todo = plan(wants, haves, self._links.keys())
         problems = dict(todo.refused)
         for owner, reason in todo.refused.items():
@@ -99,38 +108,66 @@ class AddressHolder:
 
         # Removals first: an address that moves to another link or prefix must
         # leave before it comes back.
-        for have in todo.remove:
-            link = self._links[have.link]
-            self.announcer.withdraw(link.index, have.interface.ip)
-            try:
-                await self.netlink.remove(link.index, have.interface)
-                _log.info("address removed", address=str(have.interface), link=have.link)
-            except NetlinkError as exc:
-                RECONCILE_ERRORS.labels("remove").inc()
-                _log.error("cannot remove address", address=str(have.interface), error=str(exc))
-
+        await self._remove(todo.remove)
         now = self._clock()
         await self._renew_due(todo.keep, problems, now)
         # An address we keep but did not hold on the previous pass (a leftover
         # of ours, still within its lifetime, whose claim has come back) is
         # news to the segment: the clients' ARP/ND entries may still point at
         # the node that held it meanwhile. Announce it as if we had added it.
-        previous = {(w.link, w.interface) for w in self.held}
+        previous = self._held_keys
         for want in todo.keep:
-            if (want.link, want.interface) not in previous and want.link in self._links:
+            if want.link not in self._links:
+                continue
+            if want.handover:  # another node announces it now
+                self.announcer.withdraw(self._links[want.link].index, want.interface.ip)
+            elif (want.link, want.interface) not in previous:
                 self.announcer.announce(self._links[want.link], want.interface.ip)
-        for want in todo.add:
-            if await self._step(want, problems, "add"):
-                self._renewed[(want.link, want.interface)] = now
-                _log.info("address added", address=str(want.interface), link=want.link,
-                          owners=list(want.owners))
-                self.announcer.announce(self._links[want.link], want.interface.ip)
+        await self._add(todo.add, problems, now)
 
         self.held = tuple(w for w in todo.held if not any(o in problems for o in w.owners))
-        kept = {(w.link, w.interface) for w in self.held}
+        kept = self._held_keys = {(w.link, w.interface) for w in self.held}
         self._renewed = {k: v for k, v in self._renewed.items() if k in kept}
         ADDRESSES_HELD.set(len(self.held))
         return Result(todo, self.held, problems)
+
+    async def _remove(self, haves: Iterable[Have]) -> None:
+        """Remove addresses of ours, all in one batch."""
+        items = []
+        for have in haves:
+            link = self._links[have.link]
+            self.announcer.withdraw(link.index, have.interface.ip)
+            items.append((link.index, have.interface))
+        failed = await self.netlink.remove_many(items)
+        for ifindex, interface in items:
+            code = failed.get((ifindex, interface))
+            if code is None:
+                _log.info("address removed", address=str(interface), ifindex=ifindex)
+                continue
+            RECONCILE_ERRORS.labels("remove").inc()
+            _log.error("cannot remove address", address=str(interface), ifindex=ifindex,
+                       error=os.strerror(code))
+
+    async def _add(self, wants: Iterable[Want], problems: dict[str, str], now: float) -> None:
+        """Add and announce new addresses, all in one batch (a takeover of
+        thousands of addresses is one system call per hundred)."""
+        wants = list(wants)
+        failed = await self.netlink.add_many(
+            [(self._links[w.link].index, w.interface) for w in wants], self.lifetime)
+        for want in wants:
+            code = failed.get((self._links[want.link].index, want.interface))
+            if code is None:
+                self._renewed[(want.link, want.interface)] = now
+                _log.info("address added", address=str(want.interface), link=want.link,
+                          owners=list(want.owners))
+                if not want.handover:
+                    self.announcer.announce(self._links[want.link], want.interface.ip)
+                continue
+            if code == errno.EEXIST:  # configured by someone else since we looked: theirs
+                reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"
+            else:
+                reason = f"cannot add {want.interface} on {want.link}: {os.strerror(code)}"
+            _failed("add", want, reason, problems)
 
     async def _renew_due(self, keep: Iterable[Want], problems: dict[str, str],
                          now: float) -> None:
@@ -144,29 +181,9 @@ class AddressHolder:
             if code is None:
                 self._renewed[(want.link, want.interface)] = now
                 continue
-            RECONCILE_ERRORS.labels("refresh").inc()
-            reason = f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}"
-            _log.error("address step failed", step="refresh", address=str(want.interface),
-                       reason=reason)
-            for owner in want.owners:
-                problems[owner] = reason
-
-    async def _step(self, want: Want, problems: dict[str, str], step: str) -> bool:
-        link = self._links[want.link]
-        try:
-            await self.netlink.add(link.index, want.interface, self.lifetime)
-        except AddressExistsError:
-            # Configured by someone else between our dump and our add: theirs.
-            reason = f"{want.interface.ip} appeared on {want.link} meanwhile, not added by us"
-        except NetlinkError as exc:
-            reason = f"cannot {step} {want.interface} on {want.link}: {exc}"
-        else:
-            return True
-        RECONCILE_ERRORS.labels(step).inc()
-        _log.error("address step failed", step=step, address=str(want.interface), reason=reason)
-        for owner in want.owners:
-            problems[owner] = reason
-        return False
+            _failed("refresh", want,
+                    f"cannot renew {want.interface} on {want.link}: {os.strerror(code)}",
+                    problems)
 
     async def adopt(self) -> int:
         """Leave every address carrying our mark exactly as it is, until told more.
@@ -181,32 +198,34 @@ class AddressHolder:
         """
         if self._adopted is not None:
             return self._adopted
+        addresses = self.netlink.addresses()
         links = await self.netlink.links()
-        ours = [str(a.interface) for a in await self.netlink.addresses()
-                if a.ours and a.ifindex in links]
+        ours = [str(a.interface) for a in addresses if a.ours and a.ifindex in links]
         if ours:
             _log.info("adopted existing addresses", count=len(ours), addresses=ours)
         self._adopted = len(ours)
         return self._adopted
 
     async def watch(self, kick: asyncio.Event, on_link: Callable[[], None] = lambda: None) -> None:
-        """Kick a reconcile on netlink changes that may need one, forever;
-        `on_link` hears link events too (caches of link data drop them)."""
-        while True:
-            try:
-                async for event in self.netlink.events():
-                    if event.kind == "link":
-                        self.netlink.forget_links()
-                        on_link()
-                        kick.set()
-                    elif event.kind == "addr-removed" and event.ours:
-                        kick.set()  # removed by hand or expired: put it back
-                    elif event.kind == "addr-added" and not event.ours:
-                        kick.set()  # a foreign address may now conflict with ours
-            except OSError as exc:
-                RECONCILE_ERRORS.labels("netlink-events").inc()
-                _log.error("netlink event socket failed", error=str(exc))
-                await asyncio.sleep(1)
+        """Keep the address cache current and kick a reconcile on changes that
+        may need one, forever; `on_link` hears link events too (caches of link
+        data drop them)."""
+        def changed(event: NetEvent) -> None:
+            if event.kind == "link" and event.ifindex == 0:
+                RECONCILE_ERRORS.labels("netlink-lost").inc()
+                _log.warning("netlink notifications were lost (receive buffer full); "
+                             "the next pass makes a full address dump")
+            if event.kind == "link":
+                self.netlink.forget_links()
+                on_link()
+                kick.set()
+            elif event.kind == "addr-removed" and event.ours:
+                kick.set()  # removed by hand or expired: put it back
+            elif event.kind == "addr-added" and not event.ours:
+                kick.set()  # a foreign address may now conflict with ours
+
+        self.netlink.cache.on_event = changed
+        await self.netlink.cache.follow()
 
     async def repeat_announcements(
         self, interval: float, allowed: Callable[[], bool] = lambda: True
@@ -221,7 +240,7 @@ class AddressHolder:
         """One more announcement of everything held (--garp-interval)."""
         for want in self.held:
             link = self._links.get(want.link)
-            if link is None:
+            if link is None or want.handover:
                 continue
             try:
                 self.announcer.send(link, want.interface.ip)

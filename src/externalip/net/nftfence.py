@@ -14,7 +14,10 @@ thread refreshes it every interval while the failover rules allow us to
 hold (`refresh`); when the thread stops, for whatever reason, the element
 expires in the kernel and the node falls silent for those addresses while
 keeping them (nothing is removed, so a recovering agent has nothing to
-re-add). One table for both families means one set to refresh.
+re-add). One table for both families means one set to refresh. The sets
+`quiet4`/`quiet6` silence addresses the same way but unconditionally: a
+drained node keeps an address it has handed over for a while, for the
+packets still sent to its MAC, without answering for it (core.handover).
 
 Commands go through libnftables (`libnftables.so.1`) over ctypes, with
 contexts (netlink sockets) kept open: a refresh is one small transaction, no
@@ -42,7 +45,7 @@ class FenceError(RuntimeError):
     """nftables refused a command (the message is nft's own)."""
 
 
-class _Nft:
+class Nft:
     """One libnftables context; commands in one buffer are one transaction."""
 
     _lib: ctypes.CDLL | None = None
@@ -119,10 +122,11 @@ class Fence:
             raise FenceError(f"no link {link!r} in this network namespace") from err
         self.link = link
         self.table = f"netdev {table_name(link)}"
-        self._nft = _Nft()
-        self._liveness = _Nft()  # for refresh/lapse only: never queued behind a big hold
+        self._nft = Nft()
+        self._liveness = Nft()  # for refresh/lapse only: never queued behind a big hold
         self._refresh_commands: dict[int, bytes] = {}
         self._held: set[IPAddress] | None = None  # what the kernel has, as far as we know
+        self._quiet: set[IPAddress] | None = None
 
     def install(self) -> None:
         t, link = self.table, self.link
@@ -141,8 +145,16 @@ add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @held6 {guard_in
 add rule {t} egress arp saddr ip @held4 {guard_out}
 add rule {t} egress icmpv6 type nd-neighbor-advert @th,64,128 @held6 {guard_out}
 add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out}
+add set {t} quiet4 {{ type ipv4_addr; }}
+add set {t} quiet6 {{ typeof @th,64,128; }}
+add rule {t} ingress arp operation request arp daddr ip @quiet4 counter drop
+add rule {t} ingress icmpv6 type nd-neighbor-solicit @th,64,128 @quiet6 counter drop
+add rule {t} egress arp saddr ip @quiet4 counter drop
+add rule {t} egress icmpv6 type nd-neighbor-advert @th,64,128 @quiet6 counter drop
+add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @quiet6 counter drop
 """.encode())
         self._held = self.held()
+        self._quiet = self.held("quiet")
 
     def hold(self, addresses: Iterable[IPAddress]) -> None:
         """Fence exactly these addresses (one transaction, whatever their number).
@@ -151,23 +163,32 @@ add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out
         turn out not to be what we wrote (someone edited them), they are
         replaced whole.
         """
-        want = set(addresses)
-        if self._held == want:
-            return
-        if self._held is not None:
+        current, self._held = self._held, None  # unknown until the write succeeds
+        self._held = self._sync("held", current, set(addresses))
+
+    def quiet(self, addresses: Iterable[IPAddress]) -> None:
+        """Never answer ARP/ND for these (held) addresses nor speak for them,
+        whatever the liveness: addresses handed over to another node, kept
+        only for the packets still sent to our MAC (core.handover)."""
+        current, self._quiet = self._quiet, None
+        self._quiet = self._sync("quiet", current, set(addresses))
+
+    def _sync(self, sets: str, current: set[IPAddress] | None,
+              want: set[IPAddress]) -> set[IPAddress]:
+        if current == want:
+            return want
+        if current is not None:
             try:
-                self._nft.run(self._elements("delete", self._held - want)
-                              + self._elements("add", want - self._held))
-                self._held = want
-                return
+                self._nft.run(self._elements("delete", current - want, sets)
+                              + self._elements("add", want - current, sets))
+                return want
             except FenceError:
                 pass
-        flush = f"flush set {self.table} held4\nflush set {self.table} held6\n".encode()
-        self._held = None
-        self._nft.run(flush + self._elements("add", want))
-        self._held = want
+        flush = f"flush set {self.table} {sets}4\nflush set {self.table} {sets}6\n".encode()
+        self._nft.run(flush + self._elements("add", want, sets))
+        return want
 
-    def _elements(self, verb: str, addresses: Iterable[IPAddress]) -> bytes:
+    def _elements(self, verb: str, addresses: Iterable[IPAddress], sets: str) -> bytes:
         v4, v6 = [], []
         for addr in addresses:
             if addr.version == 4:
@@ -175,7 +196,7 @@ add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out
             else:
                 v6.append(f"0x{int(addr):032x}")
         lines = []
-        for name, elements in (("held4", v4), ("held6", v6)):
+        for name, elements in ((f"{sets}4", v4), (f"{sets}6", v6)):
             for i in range(0, len(elements), BATCH):
                 batch = ", ".join(elements[i:i + BATCH])
                 lines.append(f"{verb} element {self.table} {name} {{ {batch} }}\n")
@@ -196,20 +217,21 @@ add rule {t} egress icmpv6 type nd-neighbor-solicit @nh,64,128 @held6 {guard_out
         """Fall silent for the held addresses now, without waiting for the timeout."""
         self._liveness.run(f"flush set {self.table} alive".encode())
 
-    def held(self) -> set[IPAddress]:
-        """The addresses the kernel fences (read back, for checks and status)."""
+    def held(self, sets: str = "held") -> set[IPAddress]:
+        """The addresses the kernel fences ("held") or keeps quiet ("quiet"),
+        read back, for checks and status."""
         found: set[IPAddress] = set()
-        for name in ("held4", "held6"):
-            out = self._nft.run(f"list set {self.table} {name}".encode())
+        for version in (4, 6):
+            out = self._nft.run(f"list set {self.table} {sets}{version}".encode())
             body = out.partition("elements = {")[2].partition("}")[0]
             for item in filter(None, (x.strip() for x in body.split(","))):
-                found.add(ipaddress.ip_address(int(item, 16) if name == "held6" else item))
+                found.add(ipaddress.ip_address(int(item, 16) if version == 6 else item))
         return found
 
     def remove(self) -> None:
         """Delete our table (also when it is not there); the fence is gone."""
         self._nft.run(f"add table {self.table}\ndelete table {self.table}".encode())
-        self._held = None
+        self._held = self._quiet = None
 
     def close(self) -> None:
         """Release the nftables contexts (the table stays; `remove()` deletes it)."""

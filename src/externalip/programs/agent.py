@@ -14,7 +14,6 @@ from externalip import __version__, log
 from externalip.agent.controller import Agent
 from externalip.agent.failover import Failover, HeartbeatPeers, load_keys
 from externalip.core.liveness import Timing
-from externalip.health import serve
 from externalip.kube.api import Api
 from externalip.loops import drive
 from externalip.net.conflict import ConflictWatcher, OwnMacs
@@ -22,7 +21,7 @@ from externalip.net.heartbeat import Heartbeats
 from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
 from externalip.net.nftfence import Fence, FenceError
-from externalip.programs.run import until_signal
+from externalip.programs.run import close_all, port_guard, serve_endpoints, until_signal
 
 _log = log.get(__name__)
 
@@ -34,7 +33,7 @@ async def run(opts: argparse.Namespace) -> int:
     api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
-    agent = Agent(opts, api, holder, failover)
+    agent = Agent(opts, api, holder, failover, port_guard(opts))
     if failover is not None:
         holder.on_announced = failover.announced  # the takeover clock stops on the wire
     await holder.adopt()
@@ -45,7 +44,7 @@ async def run(opts: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
         _log.warning("cannot listen for address conflicts; a node cut off from the API "
                      "keeps its addresses until it reconnects", error=str(exc))
-    server = await serve(opts.metrics_addr, lambda: agent.claims.synced and agent.reconciled)
+    servers = await serve_endpoints(opts, api, lambda: agent.claims.synced and agent.reconciled)
     period = refresh_period(opts.addr_lifetime, opts.resync)
     async def reconcile() -> None:
         await agent.reconcile()
@@ -70,8 +69,7 @@ async def run(opts: argparse.Namespace) -> int:
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
     watcher.close()
-    if server is not None:
-        server.close()
+    close_all(servers)
     await holder.close()
     await api.close()
     return code

@@ -1,16 +1,53 @@
-"""Running a program's jobs until a signal: shared by every program."""
+"""What every program sets up alike (HTTP endpoints, port guard) and running
+its jobs until a signal."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from externalip import log
+from externalip.health import serve
+from externalip.kube.api import Api
+from externalip.kube.metricsauth import MetricsAuthorizer
+from externalip.net.nftfence import FenceError
+from externalip.net.portguard import PortGuard
 
 _log = log.get(__name__)
+
+
+async def serve_endpoints(opts: argparse.Namespace, api: Api,
+                          ready: Callable[[], bool]) -> list[asyncio.Server]:
+    """/metrics, /healthz, /readyz as the flags say (--metrics-addr,
+    --health-addr, --metrics-auth)."""
+    authorize = MetricsAuthorizer(api) if opts.metrics_auth else None
+    return await serve(opts.metrics_addr, ready, health_addr=opts.health_addr,
+                       authorize=authorize)
+
+
+def close_all(servers: list[asyncio.Server]) -> None:
+    for server in servers:
+        server.close()
+
+
+def port_guard(opts: argparse.Namespace) -> PortGuard | None:
+    """--port-guard: only the Services' ports reach the node on our addresses."""
+    if not opts.port_guard:
+        _log.warning("port guard off (--port-guard=false): every host service that listens "
+                     "on all addresses answers on the Service addresses too")
+        return None
+    try:
+        guard = PortGuard()
+        guard.install()
+    except (FenceError, OSError) as exc:
+        _log.error("cannot install the port guard: host services answer on the Service "
+                   "addresses", error=str(exc))
+        return None
+    return guard
 
 
 async def until_signal(jobs: list[Coroutine[Any, Any, None]]) -> int:

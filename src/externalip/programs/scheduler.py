@@ -10,9 +10,9 @@ import signal
 import socket
 
 from externalip import log
-from externalip.health import serve
 from externalip.kube.api import Api
 from externalip.kube.leases import LeaderElector
+from externalip.programs.run import close_all, serve_endpoints
 from externalip.scheduler import metrics
 from externalip.scheduler.controller import Options, Scheduler
 
@@ -44,7 +44,7 @@ async def run(opts: argparse.Namespace) -> int:
         is_leader=(lambda: elector.is_leader) if elector else (lambda: True))
     if elector is None:
         metrics.LEADER.set(1)
-    server = await serve(opts.metrics_addr, lambda: scheduler.synced)
+    servers = await serve_endpoints(opts, api, lambda: scheduler.synced)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,8 +67,7 @@ async def run(opts: argparse.Namespace) -> int:
             await task
     if elector is not None:
         await elector.release()
-    if server is not None:
-        server.close()
+    close_all(servers)
     await api.close()
     _log.info("scheduler stopped")
     return code

@@ -16,14 +16,13 @@ import asyncio
 
 from externalip import __version__, log
 from externalip.agent.simple import Simple
-from externalip.health import serve
 from externalip.kube.api import SERVICES, Api
 from externalip.kube.events import EventRecorder
 from externalip.kube.informer import Informer
 from externalip.loops import drive
 from externalip.net.holder import AddressHolder, refresh_period
 from externalip.net.netlink import Netlink
-from externalip.programs.run import until_signal
+from externalip.programs.run import close_all, port_guard, serve_endpoints, until_signal
 
 _log = log.get(__name__)
 
@@ -35,10 +34,10 @@ async def run(opts: argparse.Namespace) -> int:
     api = Api.connect(opts.kubeconfig)
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     simple = Simple(opts, Informer(api, SERVICES), holder,
-                    EventRecorder(api, "externalip-simple"))
+                    EventRecorder(api, "externalip-simple"), port_guard(opts))
     await holder.adopt()
-    server = await serve(opts.metrics_addr,
-                         lambda: simple.services.synced and simple.reconciled)
+    servers = await serve_endpoints(opts, api,
+                                    lambda: simple.services.synced and simple.reconciled)
     jobs = [simple.services.run(), holder.watch(simple.kick),
             drive(simple.reconcile, simple.kick,
                   refresh_period(opts.addr_lifetime, opts.resync), loop="simple")]
@@ -47,8 +46,7 @@ async def run(opts: argparse.Namespace) -> int:
     code = await until_signal(jobs)
     _log.info("simple mode stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)
-    if server is not None:
-        server.close()
+    close_all(servers)
     await holder.close()
     await api.close()
     return code

@@ -59,19 +59,21 @@ def render_table(report: Report) -> str:
         lines.append("(none: LoadBalancer Services cannot get an address)")
     lines += ["", "NODES"]
     if report.nodes:
-        lines += _table(["NAME", "LEASE AGE", "ALIVE", "HEALTHY", "CLAIMS", "READY"],
+        lines += _table(["NAME", "LEASE AGE", "ALIVE", "HEALTHY", "DRAINING", "CLAIMS", "READY",
+                         "HOLDS"],
                         [[n.name or "(unassigned)", _age(n.lease_age),
                           ("yes" if n.alive else "no") if n.name else "-",
                           {"True": "yes", "False": "no"}.get(n.healthy, "-"),
-                          str(n.claims), str(n.ready)] for n in report.nodes])
+                          ("yes" if n.draining else "no") if n.name else "-",
+                          str(n.claims), str(n.ready), str(n.holds)] for n in report.nodes])
     else:
         lines.append("(none: no agent has registered)")
     lines += ["", "CLAIMS"]
     if report.claims:
-        lines += _table(["IP", "NODE", "READY", "STANDBYS", "SERVICES"],
+        lines += _table(["IP", "NODE", "READY", "STANDBYS", "HANDOVER FROM", "SERVICES"],
                         [[c.cidr, c.node or "(unassigned)", str(c.ready).lower(),
-                          ",".join(c.standbys) or "-", ",".join(c.services)]
-                         for c in report.claims])
+                          ",".join(c.standbys) or "-", c.handover_from or "-",
+                          ",".join(c.services)] for c in report.claims])
     else:
         lines.append("(none)")
     leader = report.leader

@@ -40,6 +40,7 @@ from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import health, metrics, relevance
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -89,6 +90,7 @@ class Scheduler:
         self.leases.add_handler(self._on_lease)
         self.backoff = Backoff()
         self.refusals = Refusals()
+        self.conflicts = Conflicts()
         self._alive_at_pass: set[str] | None = None
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
@@ -180,16 +182,21 @@ class Scheduler:
     async def reconcile(self) -> desired.Plan:
         metrics.PASSES.inc()
         pools, broken = self._pools()
+        nodes, draining = self._eligible_nodes(), self._draining()
         world = desired.World(
             services={k: views.service_view(o, self.opts.lb_class, self.opts.default_class)
                       for k, o in self.services.store.items()},
             claims={k: Claim.from_object(o) for k, o in self.claims.store.items()},
             pools=pools,
-            nodes=self._eligible_nodes(),
+            nodes=nodes,
             endpoints=views.endpoint_nodes(self.slices.store),
             mask4=self.opts.mask4, mask6=self.opts.mask6, policy=self.opts.policy,
             node_addresses=views.node_addresses(self.nodes.store, self.ipnodes.store),
+            held=views.held_addresses({n: o for n, o in self.ipnodes.store.items()
+                                       if n in self.nodes.store}),
             refused=self.refusals.observe(self.claims.store),
+            conflicts=self.conflicts.observe(self.claims.store),
+            draining=draining & nodes.keys(),  # a dead node hands nothing over
         )
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
@@ -199,7 +206,8 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
-        await health.write(self.writer, self.ipnodes.store, self._alive())
+        await self._mirror_draining(draining)
+        await health.write(self.writer, self.ipnodes.store, self._alive(), world, plan)
         self._metrics(world)
         return plan
 
@@ -223,6 +231,17 @@ class Scheduler:
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
+
+    def _draining(self) -> frozenset[str]:
+        return frozenset(n for n, o in self.nodes.store.items() if views.node_draining(o))
+
+    async def _mirror_draining(self, draining: frozenset[str]) -> None:
+        """IpNode spec.draining follows the Node's drain label, for `kubectl get
+        ipnodes` (a printer column): it says the scheduler has seen the drain."""
+        for name, obj in list(self.ipnodes.store.items()):
+            want = name in draining
+            if bool((obj.get("spec") or {}).get("draining")) != want:
+                await self.writer.patch_ipnode_draining(name, want)
 
     async def _emit(self, events: list[desired.Event]) -> None:
         current = set(events)
@@ -319,9 +338,13 @@ def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
     """What the plan reads of an agent's IpNode: the node's own addresses (never
-    allocated) and the peers it hears (the backstop's liveness)."""
+    allocated), the addresses it holds (not handed out again while it holds
+    them), the peers it hears (the backstop's liveness), and whether the
+    drain mirror is up to date."""
     status = obj.get("status") or {}
     return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
+            "spec": {"draining": (obj.get("spec") or {}).get("draining", False)},
             "status": {"peers": status.get("peers") or [],
                        "nodeAddresses": status.get("nodeAddresses") or [],
+                       "addresses": status.get("addresses") or [],
                        "conditions": status.get("conditions") or []}}

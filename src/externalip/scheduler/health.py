@@ -1,9 +1,11 @@
-"""The IpNode `Healthy` condition: the scheduler's judgement of each agent.
+"""The conditions the scheduler writes besides the Service's, on their own writes.
 
-Written by the scheduler because the judgement is the scheduler's (the
-agent's Lease, or its peers hearing its heartbeats: liveness.backstop_alive),
-and only when it changes: never per Lease renewal or heartbeat, so an idle
-cluster writes nothing. A dead agent could not write it about itself.
+- IpNode `Healthy`: the scheduler's judgement of each agent (its Lease, or
+  its peers hearing its heartbeats: liveness.backstop_alive), written only
+  when it changes: never per Lease renewal or heartbeat, so an idle cluster
+  writes nothing. A dead agent could not write it about itself.
+- IpClaim `Scheduled=False`: a claim the plan leaves without a node (the
+  agents write `Scheduled` and `Ready` otherwise): a failure path only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Collection, MutableMapping
 from typing import Any
 
 from externalip import log
-from externalip.core.conditions import HEALTHY, Condition, find, merge
+from externalip.core.conditions import HEALTHY, Condition, find, merge, unscheduled
+from externalip.core.desired import Plan, World
 from externalip.kube.times import now_rfc3339
 from externalip.scheduler.writer import Writer
 
@@ -29,8 +32,9 @@ def judged(alive: bool) -> Condition:
 
 
 async def write(writer: Writer, ipnodes: MutableMapping[str, dict[str, Any]],
-                alive: Collection[str]) -> None:
-    """Write the condition of each IpNode whose judgement changed."""
+                alive: Collection[str], world: World, plan: Plan) -> None:
+    """After a pass: each IpNode whose judgement changed, each claim left unplaced."""
+    await _unscheduled(writer, world, plan)
     for name, obj in list(ipnodes.items()):
         want = judged(name in alive)
         status = obj.get("status") or {}
@@ -41,3 +45,11 @@ async def write(writer: Writer, ipnodes: MutableMapping[str, dict[str, Any]],
             _log.info("node health", node=name, healthy=want.status)
             # what the watch will deliver: the next pass must not write it again
             ipnodes[name] = {**obj, "status": {**status, "conditions": conditions}}
+
+
+async def _unscheduled(writer: Writer, world: World, plan: Plan) -> None:
+    planned = {c.name: c.spec.node_name for c in (*plan.create, *plan.update)}
+    for name, claim in world.claims.items():
+        said = unscheduled(claim, planned.get(name, claim.spec.node_name))
+        if said is not None and name not in plan.delete:
+            await writer.patch_claim_condition(name, said)

@@ -38,9 +38,11 @@ def node_digest(obj: dict[str, Any]) -> object:
 
 
 def ipnode_digest(obj: dict[str, Any]) -> object:
-    """The node's own addresses, and the peers it hears (the Lease backstop)."""
+    """The node's own addresses, the addresses it holds (one released by a node
+    cut off from the API is free once it says so) and the peers it hears (the
+    Lease backstop)."""
     status = obj.get("status") or {}
-    return status.get("nodeAddresses"), status.get("peers")
+    return status.get("nodeAddresses"), status.get("addresses"), status.get("peers")
 
 
 def slice_digest(obj: dict[str, Any]) -> object:

@@ -56,7 +56,6 @@ class Writer:
         jobs += [self._ingress(k, ips, plan.conditions.get(k))
                  for k, ips in plan.ingress.items()]
         jobs += [self._external_ips(k, ips) for k, ips in plan.external_ips.items()]
-        jobs += [self._claim_condition(n, c) for n, c in plan.claim_conditions.items()]
         results = await asyncio.gather(*jobs)
         return sum(1 for ok in results if not ok)
 
@@ -102,7 +101,10 @@ class Writer:
                 await self._refresh(claim.name)
             return False
         before = (old or {}).get("spec", {}).get("nodeName", "")
-        if before and before != claim.spec.node_name:
+        if before and before != claim.spec.node_name and claim.spec.handover_from == before:
+            _log.info("claim handed over from a draining node", claim=claim.name,
+                      node=claim.spec.node_name, was=before)  # maintenance: no failover
+        elif before and before != claim.spec.node_name:
             FAILOVERS.inc()
             _log.info("claim moved", claim=claim.name, node=claim.spec.node_name, was=before)
         return True
@@ -144,7 +146,7 @@ class Writer:
             SERVICES, name, body, ns, cache=self._services))
         return done is True
 
-    async def _claim_condition(self, name: str, condition: Condition) -> bool:
+    async def patch_claim_condition(self, name: str, condition: Condition) -> bool:
         current = ((self._claims.get(name) or {}).get("status") or {}).get("conditions")
         body = {"status": {"conditions": merge(current, (condition,), now_rfc3339())}}
         done = await self._send("claim-status", name, lambda: self._api.merge_patch(
@@ -169,4 +171,10 @@ class Writer:
     async def patch_ipnode_status(self, name: str, status: dict[str, Any]) -> bool:
         done = await self._send("ipnode-status", name, lambda: self._api.merge_patch(
             IPNODES, name, {"status": status}, subresource="status"))
+        return done is True
+
+    async def patch_ipnode_draining(self, name: str, draining: bool) -> bool:
+        """Mirror a Node's drain label on its IpNode (kubectl get ipnodes shows it)."""
+        done = await self._send("ipnode-draining", name, lambda: self._api.merge_patch(
+            IPNODES, name, {"spec": {"draining": draining or None}}), accept=(NotFoundError,))
         return done is True
