@@ -182,6 +182,9 @@ def _exec(state: dict[str, Any], words: list[str]) -> int:
     if len(words) < 2 or words[0] not in nodes:
         raise NoSuchLabError(f"usage: externalip lab exec NODE -- COMMAND..., NODE one of "
                              f"{', '.join(nodes) or 'none (the lab is still starting)'}")
+    if not state.get("node_kubeconfig"):  # --from-image: the pods hold their own tokens
+        raise NoSuchLabError("this lab runs the programs from the image: no node "
+                             "credentials to run with (use its pods, docs/image.md)")
     env = {**os.environ, "KUBECONFIG": str(state["node_kubeconfig"]),
            "PATH": f"{os.path.dirname(str(state['kubectl']))}:{os.environ.get('PATH', '')}",
            "EXTERNALIP_HOSTNAME": words[0], "EXTERNALIP_LAB_PREFIX": str(state["prefix"])}
