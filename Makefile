@@ -44,10 +44,11 @@ helm: ## build helm from Go modules (cached in ~/.cache/externalip), for the cha
 k8s-binaries: ## build etcd, kube-apiserver, kubectl and kube-proxy from Go modules (cached in ~/.cache/externalip)
 	@bash tools/build-k8s.sh >/dev/null
 
-lint: venv ## ruff, mypy (strict) and the import layers (.importlinter)
+lint: venv ## ruff, mypy (strict), the import layers (.importlinter) and kube-score on the chart
 	$(BIN)/ruff check src lab/src tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@bash tools/lint-chart.sh
 
 test: deps lint ## lint, then unit, integration and end-to-end tests (root needed for network namespaces)
 	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(run=_program("status"))
     add_flags(status, STATUS)
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    importlib.import_module("externalip.programs.migrate").add_parser(sub)
     for name, help_text in (("drain", "move a node's addresses away, make-before-break "
                                       "(labels the Node externalip.io/drain=true)"),
                             ("undrain", "let a drained node hold addresses again "

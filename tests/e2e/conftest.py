@@ -23,7 +23,8 @@ APP = "web"  # the app of the pod every node runs
 def running_lab(nodes: int = 3, **options: Any) -> Iterator[Lab]:
     """A lab with a pod of APP on every node and the tests' namespace; removed,
     every namespace of it, when the generator closes."""
-    lab = Lab(nodes=nodes, mode="claims", apps=((NS, APP),), **options)
+    options.setdefault("mode", "claims")  # "none": a bare lab, e.g. for MetalLB
+    lab = Lab(nodes=nodes, apps=((NS, APP),), **options)
     try:
         lab.start()
         assert lab.cp is not None

@@ -189,6 +189,16 @@ def test_api_cut_and_api_slow(detached: Detached) -> None:
     assert detached.node_kubectl("node1", "1s").returncode == 0
 
 
+def test_api_chaos(detached: Detached) -> None:
+    """30% of requests through the node's proxy get a fault: some of 20 fail,
+    most go through; node-up ends it."""
+    detached.run("fault", "api-chaos", "node1")
+    results = [detached.node_kubectl("node1", "10s").returncode for _ in range(20)]
+    assert 0 < results.count(0) < 20, results
+    detached.run("fault", "node-up", "node1")
+    assert all(detached.node_kubectl("node1", "10s").returncode == 0 for _ in range(5))
+
+
 def test_leader_kill_hands_the_lease_to_the_other_scheduler(detached: Detached) -> None:
     def holder() -> str:
         lease = detached.kubectl("get", "lease", "externalip-scheduler", "-n", "externalip")

@@ -14,12 +14,13 @@ from externalip.health import serve
 
 def test_listen_addresses_of_both_families_parse() -> None:
     assert split_listen(":9440") == ("", 9440)
+    assert split_listen("127.0.0.1:0") == ("127.0.0.1", 0)  # any free port
     assert split_listen("127.0.0.1:9440") == ("127.0.0.1", 9440)
     assert split_listen("[::1]:9440") == ("::1", 9440)
     assert split_listen("[::]:9440") == ("::", 9440)
     assert split_listen("2001:db8::1:9440") == ("2001:db8::1", 9440)  # $(POD_IP):9440
     assert split_listen("localhost:9440") == ("localhost", 9440)
-    for bad in ("9440", "[::1]", "[::1]:", ":0", ":65536", "[nope]:1", "a:b:1", "host:port",
+    for bad in ("9440", "[::1]", "[::1]:", ":65536", "[nope]:1", "a:b:1", "host:port",
                 "[127.0.0.1]:1"):
         with pytest.raises(ValueError, match=r"listen address|not an address|brackets"):
             split_listen(bad)

@@ -54,7 +54,7 @@ def split_listen(addr: str) -> tuple[str, int]:
     manifest for either family.
     """
     host, sep, port_text = addr.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
         raise ValueError(f"{addr!r} is not a listen address; use host:port, :port or "
                          "[v6-address]:port")
     bracketed = host.startswith("[") and host.endswith("]")

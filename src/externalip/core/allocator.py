@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from externalip.core import tenancy
-from externalip.core.addresses import IPAddress, claim_ip, family
+from externalip.core.addresses import IPAddress, claim_ip, family, parse_ip
 from externalip.core.model import Claim
 from externalip.core.pools import AddressPool
 from externalip.core.services import ServiceView
@@ -114,6 +114,25 @@ class Allocator:
     def held_elsewhere(self, ip: IPAddress) -> str:
         """The node that still holds `ip` although no claim reserves it, or ""."""
         return "" if ip in self.by_ip else self.world.held.get(ip, "")
+
+    def kept(self, svc: ServiceView, fam: str) -> IPAddress | None:
+        """The address of a family already in the Service's
+        status.loadBalancer.ingress, when a pool would give it to this Service
+        by free choice and nobody else holds or answers for it (no claim of ours records it
+        yet): a Service another controller served (MetalLB, before `externalip
+        migrate metallb`) keeps its address instead of being renumbered."""
+        for text in svc.ingress:
+            try:
+                ip = parse_ip(text)
+            except ValueError:
+                continue
+            if family(ip) != fam or self.refusal(ip, svc)[0] or not self.can_share(ip, svc):
+                continue
+            if ip in self.world.conflicts or self.held_elsewhere(ip):
+                continue  # another host answers for it, or a cut-off node still has it
+            if any(p.contains(ip) for p in self.pools_for(svc, fam)):
+                return ip
+        return None
 
     def refusal(self, ip: IPAddress, svc: ServiceView) -> tuple[str, str]:
         return tenancy.refusal(ip, svc, self.world.pools, self.world.node_addresses)

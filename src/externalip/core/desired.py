@@ -124,7 +124,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
             if pool is None:
                 continue
         else:
-            ip = next((h for h in held if family(h) == fam), None)
+            ip = next((h for h in held if family(h) == fam), None) or alloc.kept(svc, fam)
             pool = alloc.pool_of(ip, svc) if ip is not None else None
             if ip is None:
                 ip, pool = _fresh(alloc, svc, fam, plan)

@@ -9,6 +9,13 @@ Annotations (the seed's first, then ours):
   (spec.loadBalancerIP, deprecated upstream, is honoured too);
 - `externalip.io/sharing-key: KEY`: Services with the same key and
   non-overlapping ports may share one address.
+
+MetalLB's Service annotations (`metallb.io/` and the older
+`metallb.universe.tf/`) mean the same and are honoured when ours is absent,
+so Services migrated from MetalLB keep working unchanged
+(docs/migrate-from-metallb.md): `loadBalancerIPs` is `ips`, `address-pool`
+is `pool`, `allow-shared-ip` is `sharing-key`. They flow into the same
+ServiceView fields, so the same validation and tenancy checks hold.
 """
 
 from __future__ import annotations
@@ -24,12 +31,31 @@ POOL_ANNOTATION = "externalip.io/pool"
 IPS_ANNOTATION = "externalip.io/ips"
 SHARING_ANNOTATION = "externalip.io/sharing-key"
 
+METALLB_PREFIXES = ("metallb.io/", "metallb.universe.tf/")
+# ours -> MetalLB's name for the same annotation (without its prefix)
+METALLB_ALIASES = {IPS_ANNOTATION: "loadBalancerIPs", POOL_ANNOTATION: "address-pool",
+                   SHARING_ANNOTATION: "allow-shared-ip"}
+
 Port = tuple[str, int]  # (protocol, port)
 
 # The IpClaim CRD's limits on what a Service's annotations end up in
 # (spec.sharingKey, spec.pool): longer values would make every claim write fail.
 SHARING_KEY_MAX = 253
 POOL_NAME_MAX = 253
+
+
+def annotation(annotations: Mapping[str, str], ours: str) -> tuple[str, str]:
+    """(key, value) of one of our annotations, or of its MetalLB alias when
+    ours is absent; ("", "") when none is set. The key names the annotation
+    the user wrote, for the messages that quote it."""
+    if ours in annotations:
+        return ours, annotations[ours]
+    alias = METALLB_ALIASES.get(ours)
+    for prefix in METALLB_PREFIXES if alias else ():
+        key = prefix + str(alias)
+        if key in annotations:
+            return key, annotations[key]
+    return "", ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,9 @@ class ServiceView:
     ports: frozenset[Port] = frozenset()
     ingress: tuple[str, ...] = ()
     local: bool = False  # externalTrafficPolicy: Local
+    # our annotation -> the key the user wrote it under, when that was a
+    # MetalLB alias (so messages quote what the user wrote)
+    aliases: Mapping[str, str] = field(default_factory=dict)
     condition: Condition | None = None  # ours in status.conditions (core.conditions.SERVICE)
 
     @property
@@ -63,19 +92,23 @@ def invalid_fields(svc: ServiceView) -> list[str]:
     in a claim must stop the Service here, with a clear message, rather than
     as a write that fails forever.
     """
+    def name(ours: str) -> str:
+        return svc.aliases.get(ours, ours)
+
     problems = []
     if len(svc.sharing_key) > SHARING_KEY_MAX:
-        problems.append(f"annotation {SHARING_ANNOTATION} is {len(svc.sharing_key)} characters "
-                        f"long; at most {SHARING_KEY_MAX} are allowed")
+        problems.append(f"annotation {name(SHARING_ANNOTATION)} is {len(svc.sharing_key)} "
+                        f"characters long; at most {SHARING_KEY_MAX} are allowed")
     if len(svc.pool) > POOL_NAME_MAX:
-        problems.append(f"annotation {POOL_ANNOTATION} is {len(svc.pool)} characters long; "
+        problems.append(f"annotation {name(POOL_ANNOTATION)} is {len(svc.pool)} characters long; "
                         f"at most {POOL_NAME_MAX} are allowed")
     families: list[str] = []
     for text in svc.requested:
         try:
             families.append(family(parse_ip(text)))
         except ValueError as exc:
-            problems.append(f"annotation {IPS_ANNOTATION}: {exc}")
+            problems.append(f"annotation {name(IPS_ANNOTATION)}: {exc}")
     if len(families) != len(set(families)):
-        problems.append(f"annotation {IPS_ANNOTATION} names more than one address of a family")
+        problems.append(f"annotation {name(IPS_ANNOTATION)} names more than one address "
+                        "of a family")
     return problems

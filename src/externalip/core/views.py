@@ -13,6 +13,7 @@ from externalip.core.services import (
     POOL_ANNOTATION,
     SHARING_ANNOTATION,
     ServiceView,
+    annotation,
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -42,8 +43,10 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
     families = tuple(spec.get("ipFamilies") or ("IPv4",))
     if spec.get("ipFamilyPolicy") in (None, "SingleStack"):
         families = families[:1]
-    requested = tuple(ip.strip() for ip in (annotations.get(IPS_ANNOTATION) or "").split(",")
-                      if ip.strip())
+    # ours, else MetalLB's alias (core.services): key actually used, value
+    found = {ours: annotation(annotations, ours)
+             for ours in (IPS_ANNOTATION, POOL_ANNOTATION, SHARING_ANNOTATION)}
+    requested = tuple(ip.strip() for ip in found[IPS_ANNOTATION][1].split(",") if ip.strip())
     if not requested and spec.get("loadBalancerIP"):
         requested = (spec["loadBalancerIP"],)
     ingress = (obj.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
@@ -58,11 +61,12 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         external_ips=tuple(spec.get("externalIPs") or ()),
         families=families,
         requested=requested,
-        pool=annotations.get(POOL_ANNOTATION, ""),
-        sharing_key=annotations.get(SHARING_ANNOTATION, ""),
+        pool=found[POOL_ANNOTATION][1],
+        sharing_key=found[SHARING_ANNOTATION][1],
         ports=service_ports(spec),
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
+        aliases={ours: key for ours, (key, _) in found.items() if key and key != ours},
         condition=find((obj.get("status") or {}).get("conditions"), SERVICE),
     )
 
