@@ -11,10 +11,8 @@ never re-allocates, and two Services can never be given one address by this
 function; two racing schedulers are kept apart by the claim name (see
 addresses.claim_name): the second create of the same address fails.
 
-Events carry news only: failures (Warnings) and moves (`ClaimMoved`,
-`ClaimTakenOver`). An allocation is not news: the Service's status (its
-ingress and condition) and the claim already say it, and one Event per
-Service would be a third of the scheduler's API requests.
+Events carry news only: failures (Warnings) and moves. An allocation is not
+news: the Service's status (ingress, condition) and the claim say it.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from externalip.core import placement
+from externalip.core import conditions, placement
 from externalip.core.addresses import IPAddress, claim_name, family, parse_ip, text
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
@@ -81,6 +79,7 @@ class Plan:
     ingress: dict[str, tuple[str, ...]] = field(default_factory=dict)
     external_ips: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    conditions: dict[str, conditions.Condition] = field(default_factory=dict)  # with ingress
 
     @property
     def writes(self) -> int:
@@ -253,18 +252,21 @@ def plan(world: World) -> Plan:
             valid.append(svc)
             continue
         out.events.append(Event(svc.key, WARNING, "InvalidService", "; ".join(problems)))
-        if svc.load_balancer and svc.ingress:
-            out.ingress[svc.key] = ()
+        invalid = conditions.invalid("; ".join(problems))
+        if svc.load_balancer and (svc.ingress or svc.condition != invalid):
+            out.ingress[svc.key], out.conditions[svc.key] = (), invalid
     # Adopt before allocating: every Service's spec.externalIPs and existing
     # pool addresses are taken first, so new Services only get what is free.
     for svc in valid:
         _adopt(alloc, svc, out)
     for svc in valid:
         if svc.load_balancer:
-            ingress = tuple(text(ip) for ip in _allocate_lb(alloc, svc, out)
-                            if _accepted(alloc, ip, svc))
-            if ingress != svc.ingress:
+            accepted = [ip for ip in _allocate_lb(alloc, svc, out) if _accepted(alloc, ip, svc)]
+            ingress = tuple(map(text, accepted))
+            cond = conditions.for_service(svc, [alloc.by_ip[ip] for ip in accepted], out.events)
+            if ingress != svc.ingress or cond not in (None, svc.condition):  # one patch for both
                 out.ingress[svc.key] = ingress
+                out.conditions[svc.key] = cond or conditions.pending(ingress)
         elif svc.auto:
             external = _allocate_auto(alloc, svc, out)
             if external != svc.external_ips:

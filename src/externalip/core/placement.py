@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from externalip.core.addresses import IPAddress
-from externalip.core.model import ClaimSpec, LabelSelector
+from externalip.core.model import ClaimSpec
+from externalip.core.selectors import LabelSelector
 
 if TYPE_CHECKING:
     from externalip.core.desired import World

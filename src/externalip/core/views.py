@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from externalip.core.addresses import IPAddress, parse_ip
+from externalip.core.conditions import SERVICE, find
 from externalip.core.services import (
     AUTO_ANNOTATION,
     IPS_ANNOTATION,
@@ -73,6 +74,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
         aliases={ours: key for ours, (key, _) in found.items() if key and key != ours},
+        condition=find((obj.get("status") or {}).get("conditions"), SERVICE),
     )
 
 

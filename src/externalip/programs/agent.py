@@ -34,6 +34,8 @@ async def run(opts: argparse.Namespace) -> int:
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
     agent = Agent(opts, api, holder, failover, port_guard(opts))
+    if failover is not None:
+        holder.on_announced = failover.announced  # the takeover clock stops on the wire
     await holder.adopt()
     macs = OwnMacs()
     watcher = ConflictWatcher(agent.heard, macs)

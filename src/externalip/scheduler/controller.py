@@ -40,7 +40,7 @@ from externalip.kube.leases import LeaseTracker
 from externalip.kube.paths import object_key
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics, relevance, slim
+from externalip.scheduler import health, metrics, relevance, slim
 from externalip.scheduler.backoff import Backoff
 from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.memo import Memo
@@ -103,9 +103,15 @@ class Scheduler:
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
         self.recorder = EventRecorder(api, "externalip-scheduler")
+        self.clock = metrics.AllocationClock(lambda svc: views.serves_load_balancer(
+            svc.get("spec") or {}, opts.lb_class, opts.default_class))
+        self.services.add_handler(self.clock.observe)
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
-                             pools=self.pools.store, may_write=is_leader)
+                             pools=self.pools.store, may_write=is_leader,
+                             allocated=self.clock.written)
         self._last_events: set[desired.Event] = set()
+        self._pools_shown: set[str] = set()  # label values with series, to prune
+        self._nodes_shown: set[str] = set()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
@@ -220,7 +226,9 @@ class Scheduler:
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
-        await self._mirror_draining(self._draining())
+        draining = self._draining()
+        await self._mirror_draining(draining)
+        await health.write(self.writer, self.ipnodes.store, self._alive(), world, plan)
         self._metrics(world)
         return plan
 
@@ -233,11 +241,14 @@ class Scheduler:
                 broken[name] = str(exc)
         return good, broken
 
-    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+    def _alive(self) -> set[str]:
         since = self.leases.connected_since
-        alive = liveness.backstop_alive(
+        return set(liveness.backstop_alive(
             {n for n in self.nodes.store if self.tracker.alive(n, since)},
-            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()})
+            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()}))
+
+    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+        alive = self._alive()
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
@@ -276,9 +287,13 @@ class Scheduler:
             use = usage(pool, addresses)
             wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
                                  "conditions": [_condition("Valid", True, "PoolValid",
-                                                           "addresses can be allocated")]}
+                                                           "addresses can be allocated"),
+                                                _exhausted(use.free)]}
             metrics.POOL_SIZE.labels(pool.name).set(use.total)
             metrics.POOL_USED.labels(pool.name).set(use.used)
+        for gauge in (metrics.POOL_SIZE, metrics.POOL_USED):
+            metrics.prune(gauge, self._pools_shown, [p.name for p in pools])
+        self._pools_shown = {p.name for p in pools}
         for name, message in broken.items():
             wanted[name] = {"total": 0, "used": 0, "free": 0,
                             "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
@@ -305,11 +320,22 @@ class Scheduler:
                 per_node[claim.spec.node_name] = per_node.get(claim.spec.node_name, 0) + 1
         for node, count in per_node.items():
             metrics.CLAIMS_PER_NODE.labels(node).set(count)
+        metrics.prune(metrics.CLAIMS_PER_NODE, self._nodes_shown, per_node)
+        self._nodes_shown = set(per_node)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": kind, "status": "True" if ok else "False", "reason": reason,
             "message": message, "lastTransitionTime": now_rfc3339()}
+
+
+def _exhausted(free: int) -> dict[str, Any]:
+    # a constant message: the count is in status.free, and a message that
+    # changed per allocation would make every allocation rewrite the condition
+    if free:
+        return _condition("Exhausted", False, "FreeAddresses", "addresses are free")
+    return _condition("Exhausted", True, "NoFreeAddress",
+                      "every address is taken: new Services of this pool wait")
 
 
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -42,4 +42,5 @@ def ipnode(obj: dict[str, Any]) -> dict[str, Any]:
             "spec": {"draining": (obj.get("spec") or {}).get("draining", False)},
             "status": {"peers": status.get("peers") or [],
                        "nodeAddresses": status.get("nodeAddresses") or [],
-                       "addresses": status.get("addresses") or []}}
+                       "addresses": status.get("addresses") or [],
+                       "conditions": status.get("conditions") or []}}
