@@ -223,3 +223,15 @@ def test_the_grafana_dashboard_ships_as_an_optional_configmap(helm: Helm) -> Non
     assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = (REPO / "deploy" / "grafana" / "externalip-dashboard.json").read_text()
     assert json.loads(maps[0]["data"]["externalip-dashboard.json"]) == json.loads(shipped)
+
+
+def test_realtime_heartbeats_add_sys_nice_and_only_then(helm: Helm) -> None:
+    def agent(*sets: str) -> tuple[list[str], str]:
+        objs = by_identity(template(helm, *sets, crds=False))
+        (container,) = pod_spec(objs[("DaemonSet", "externalip", "externalip-agent")])[
+            "containers"]
+        return (container["securityContext"]["capabilities"]["add"],
+                container["env"]["EXTERNALIP_PEER_PRIORITY"])
+
+    assert agent() == (["NET_ADMIN", "NET_RAW"], "0")
+    assert agent("agent.realtimeHeartbeats=true") == (["NET_ADMIN", "NET_RAW", "SYS_NICE"], "10")
