@@ -62,8 +62,15 @@ lab: deps ## run the lab: control plane, nodes in network namespaces, a Service 
 lab-down: venv ## remove everything the lab created
 	$(BIN)/externalip lab down
 
-bench: deps ## run the benchmarks (not part of CI); figures go to docs/benchmarks.md
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+BENCH_OUT ?= .bench
+bench: deps ## run the benchmarks (not part of CI); figures go to docs/benchmarks.md, plots next to it
+	@$(BIN)/pip install -q -e '.[bench]'
+	@mkdir -p $(BENCH_OUT)
+	@for b in bench/*.py; do case $$b in */_*|*/plots.py|*/physical_limit.py|*/side_by_side.py) continue;; esac; \
+	  echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/physical_limit.py 20 --json $(BENCH_OUT)/limit.json
+	$(BIN)/python bench/side_by_side.py --scale 100 1000 10000 --json $(BENCH_OUT)/side.json
+	$(BIN)/python bench/plots.py --out docs --limit $(BENCH_OUT)/limit.json --side $(BENCH_OUT)/side.json
 
 clean: ## remove the virtualenv and caches in the checkout (not the Kubernetes binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info lab/src/*.egg-info

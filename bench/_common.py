@@ -113,10 +113,11 @@ class Api:
             self.own[(verb, resource)] += 1
 
     def request(self, method: str, path: str, body: Any = None,
-                ok: tuple[int, ...] = (200, 201, 202)) -> Any:
+                ok: tuple[int, ...] = (200, 201, 202),
+                content_type: str = "application/json") -> Any:
         self._count(method, path)
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
         for attempt in range(3):
             conn = self._conn()
             try:
@@ -129,6 +130,9 @@ class Api:
                 if attempt == 2:
                     raise
                 continue
+            if resp.status in (429, 503, 504) and attempt < 2 and resp.status not in ok:
+                time.sleep(1.0)  # an overloaded API server: a create that timed out may
+                continue         # have happened, and its retry answers 409 (create() accepts)
             if resp.status not in ok:
                 raise RuntimeError(f"{method} {path}: {resp.status} {payload[:300]!r}")
             return json.loads(payload) if payload else None
@@ -351,6 +355,10 @@ class Probe:
                     return None
                 self._cond.wait(min(left, 0.5))
 
+    def snapshot(self) -> list[tuple[float, str | None]]:
+        with self._cond:
+            return list(self.events)
+
     def current(self) -> str | None:
         with self._cond:
             return self.events[-1][1] if self.events else None
@@ -369,6 +377,18 @@ class Probe:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)  # our own child, by PID
         self.proc.wait()
+
+
+def timeline(probe: Probe, t0: float, victim: str | None, span: float) -> dict[str, Any]:
+    """What the client saw around a fault at t0: who answered from 0.5 s before
+    until `span` after, as changes (seconds after t0, "victim" / "other" / None),
+    for the failover plots (bench/plots.py)."""
+    events = probe.snapshot()
+    before = [n for t, n in events if t < t0 - 0.5]
+    out = [(-0.5, before[-1] if before else victim)]
+    out += [(t - t0, n) for t, n in events if t0 - 0.5 <= t <= t0 + span]
+    return {"span": span, "events": [(t, None if n is None else "victim" if n == victim
+                                      else "other") for t, n in out]}
 
 
 def rss_cpu(pid: int) -> tuple[float, float]:

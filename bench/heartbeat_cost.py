@@ -17,6 +17,7 @@ sender's system call. Everything
 carries a unique prefix and is removed.
 
     .venv/bin/python bench/heartbeat_cost.py [seconds] [sizes...]
+    PEER_PRIORITY=10 .venv/bin/python bench/heartbeat_cost.py ...   (real-time threads)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def child(node: str, seconds: float) -> None:
         last[0] = view.hears
 
     hb = Heartbeats(node, "eth0", PORT, KeyRing(1, {1: KEY}), interval=INTERVAL,
-                    on_change=on_change)
+                    on_change=on_change, priority=int(os.environ.get("PEER_PRIORITY", "0")))
     hb.start()
     print("ready", flush=True)
     sys.stdin.readline()

@@ -15,21 +15,27 @@ No controller runs: a lab (control plane, 2 nodes with kube-proxy and a pod
 each) without programs. Everything carries a unique prefix and is removed
 on exit.
 
-    .venv/bin/python bench/physical_limit.py [runs]
+    .venv/bin/python bench/physical_limit.py [runs] [--json FILE]
+
+With --json, every value and each failover's timeline go to FILE for the
+plots (bench/plots.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
+import json
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 
 import yaml
-from _common import ClientProbes, Probe, enter_netns, summary
+from _common import ClientProbes, Probe, enter_netns, summary, timeline
 
 from externalip.net.announce import ARP_REPLY, ARP_REQUEST, ETH_P_ARP, arp_frame
 from externalip_lab.lab import Lab
@@ -82,7 +88,7 @@ def wait_programmed(lab: Lab) -> None:
             time.sleep(0.2)
 
 
-def main(runs: int) -> None:
+def main(runs: int, json_path: str = "") -> None:
     lab = Lab(nodes=2, mode="none", prefix="eipb" + secrets.token_hex(2),
               apps=((NS, "web"),))
     topo = lab.topology
@@ -108,7 +114,8 @@ def main(runs: int) -> None:
         print(f"physical limit, reach (ip addr add + 1 GARP -> client's first 200): "
               f"{summary(reach, 'ms')}")
 
-        failover = []
+        failover: list[float] = []
+        timelines: list[dict[str, object]] = []
         vip = "192.0.2.250"
         probe = Probe(topo.client, vip)
         try:
@@ -125,6 +132,8 @@ def main(runs: int) -> None:
                 hit = probe.first(lambda n: n == "node2", t0, 10)
                 if hit is not None:
                     failover.append(hit[0] - t0)
+                    time.sleep(0.3)
+                    timelines.append(timeline(probe, t0, "node1", hit[0] - t0 + 0.3))
                 ip("-n", topo.node_ns("node2"), "addr", "del", f"{vip}/32", "dev", "eth0")
                 ip("-n", topo.node_ns("node1"), "addr", "del", f"{vip}/32", "dev", "eth0")
                 topo.link_up("node1")
@@ -134,6 +143,14 @@ def main(runs: int) -> None:
         print(f"physical limit, failover (link down node1 -> ip addr add on node2 + 1 GARP "
               f"-> client's first 200 from node2): {summary(failover, 'ms')}")
         print(f"settings: probe every 10 ms, 200 ms timeout, {runs} runs each")
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump({"command": "bench/physical_limit.py " + " ".join(sys.argv[1:]),
+                           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                                    capture_output=True, text=True,
+                                                    check=False).stdout.strip(),
+                           "raw": {"reach1": reach, "fo-node": failover},
+                           "timelines": {"node": timelines}}, f, indent=1)
     finally:
         if probes is not None:
             probes.close()
@@ -143,4 +160,8 @@ def main(runs: int) -> None:
 if __name__ == "__main__":
     # SIGTERM (make, timeout) unwinds like Ctrl-C, so the lab is removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=int, nargs="?", default=50)
+    parser.add_argument("--json", default="", help="also write every value to this file")
+    args = parser.parse_args()
+    main(args.runs, args.json)

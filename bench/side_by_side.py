@@ -45,6 +45,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from _common import (
     Api,
@@ -56,6 +57,7 @@ from _common import (
     p99,
     rss_cpu,
     summary,
+    timeline,
 )
 from _impls import APP, SCALE_POOL, Impl, MetalLBImpl, OursImpl, ours_available
 
@@ -65,6 +67,10 @@ from externalip_lab.topology import ip
 
 NS = "bench"
 Results = dict[str, dict[str, float]]
+# Every measured value per program and figure, for the plots (bench/plots.py)
+RAW: dict[str, dict[str, list[float]]] = {}
+# Per program and fault, what the client saw in each failover run (timeline())
+TIMELINES: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
 
 class Bench:
@@ -79,6 +85,7 @@ class Bench:
     def record(self, key: str, values: list[float], what: str) -> None:
         unit = "ms" if key.startswith(("fo", "split")) else "s"
         print(f"  [{self.impl.name}] {what}: {summary(values, unit)}", flush=True)
+        RAW.setdefault(self.impl.name, {})[key] = list(values)
         if values:
             self.out[key] = median(values)
             self.out[key + " p99"] = p99(values)
@@ -187,6 +194,8 @@ class Bench:
                 if hit is not None:
                     times.append(hit[0] - t0)
                     time.sleep(2.0)  # watch both MACs for a while after the move
+                    TIMELINES.setdefault(self.impl.name, {}).setdefault(fault, []).append(
+                        timeline(probe, t0, victim, hit[0] - t0 + 1.0))
                     if old_mac is not None:
                         windows.append(arp.overlap(old_mac, t0))
                 self.impl.restore_node(victim)
@@ -270,6 +279,7 @@ class Bench:
         names = [self._name(f"s{count}") for _ in range(count)]
         pids = self.impl.allocator_pids()
         before_usage = [rss_cpu(p) for p in pids]
+        moves_before = self._moves()
         metrics_before, own_before = self.api.metrics(), Counter(self.api.own)
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
@@ -281,24 +291,44 @@ class Bench:
         time.sleep(5)  # let trailing status writes land before counting
         others = self.api.others_requests(metrics_before, own_before)
         after_usage = [rss_cpu(p) for p in pids]
+        moves = self._moves() - moves_before
         rss = sum(a[0] for a in after_usage)
         cpu = sum(a[1] - b[1] for a, b in zip(after_usage, before_usage, strict=True))
         per_service = sum(others.values()) / count
+        each_rss = ", ".join(f"{a[0]:.0f}" for a in after_usage)
+        each_cpu = ", ".join(f"{a[1] - b[1]:.1f}"
+                             for a, b in zip(after_usage, before_usage, strict=True))
         print(f"  [{self.impl.name}] scale {count}: created in {created:.1f}s, all have an IP "
               f"after {t_all:.1f}s ({len(have)}/{count}); API requests by the programs: "
-              f"{sum(others.values())} ({per_service:.2f}/Service); allocator RSS {rss:.0f} MiB, "
-              f"CPU {cpu:.1f}s", flush=True)
+              f"{sum(others.values())} ({per_service:.2f}/Service); allocator RSS {rss:.0f} MiB "
+              f"({each_rss}), CPU {cpu:.1f}s ({each_cpu}); "
+              f"after the last create: {t_all - created:.1f}s; claim moves: {moves}", flush=True)
         print("    requests by verb/resource: " + ", ".join(
             f"{v} {r}: {n}" for (v, r), n in others.most_common(10)), flush=True)
         self.out[f"scale{count}"] = t_all
+        RAW.setdefault(self.impl.name, {})[f"scale{count} each"] = have
         self.out[f"scale{count} req/svc"] = per_service
         self.out[f"scale{count} rss MiB"] = rss
         self.out[f"scale{count} cpu s"] = cpu
+        self.out[f"scale{count} after last create"] = t_all - created
+        self.out[f"scale{count} moves"] = moves
+        self.out[f"scale{count} max rss MiB"] = max(a[0] for a in after_usage)
         t1 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(self._delete_service, names))
         print(f"    deleted {count} Services in {time.monotonic() - t1:.1f}s", flush=True)
         time.sleep(5)
+
+    def _moves(self) -> int:
+        """Claim moves so far: the scheduler says each in an Event on the
+        Service (ClaimMoved: re-placed; ClaimTakenOver: a standby took it),
+        folded with a count. MetalLB has none of these."""
+        total = 0
+        for reason in ("ClaimMoved", "ClaimTakenOver"):
+            items = self.api.request("GET", f"/api/v1/namespaces/{NS}/events?fieldSelector="
+                                     f"reason%3D{reason}")["items"]
+            total += sum(int(e.get("count") or 1) for e in items)
+        return total
 
     def profiled(self, what: str, pids: list[int]) -> Profiler:
         return Profiler(self.profile_dir, f"{what}-{self.impl.program}", pids)
@@ -358,11 +388,18 @@ ROWS = [
 ]
 
 
-def print_table(results: Results, scale: int) -> None:
-    rows = [*ROWS, (f"scale{scale}", f"{scale} Services: all have an IP"),
-            (f"scale{scale} req/svc", f"{scale} Services: API requests per Service"),
-            (f"scale{scale} rss MiB", f"{scale} Services: allocator RSS (MiB)"),
-            (f"scale{scale} cpu s", f"{scale} Services: allocator CPU (s)")]
+def print_table(results: Results, scales: list[int]) -> None:
+    rows = list(ROWS)
+    for scale in scales:
+        rows += [(f"scale{scale}", f"{scale} Services: all have an IP"),
+                 (f"scale{scale} after last create", f"{scale} Services: ... after the last "
+                  "create returned"),
+                 (f"scale{scale} req/svc", f"{scale} Services: API requests per Service"),
+                 (f"scale{scale} rss MiB", f"{scale} Services: allocator RSS (MiB)"),
+                 (f"scale{scale} max rss MiB", f"{scale} Services: largest allocator "
+                  "process RSS (MiB)"),
+                 (f"scale{scale} cpu s", f"{scale} Services: allocator CPU (s)"),
+                 (f"scale{scale} moves", f"{scale} Services: claim moves")]
     ours, theirs = results.get("externalip", {}), results.get("MetalLB v0.15.2", {})
     print("\n| figure | externalip | MetalLB v0.15.2 | ours / MetalLB |")
     print("|---|---|---|---|")
@@ -380,7 +417,7 @@ def _fmt(key: str, value: float) -> str:
         return "n/a"
     if key.startswith(("fo", "split")):
         return f"{value * 1000:.0f} ms"
-    if "req" in key or "MiB" in key or "cpu" in key:
+    if "req" in key or "MiB" in key or "cpu" in key or "moves" in key:
         return f"{value:.1f}"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
@@ -393,9 +430,7 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
     try:
         time.sleep(3)
         if args.scale_only:
-            with bench.profiled("scale", impl.allocator_pids()):
-                bench.scale(args.scale)
-            return
+            args.parts = "scale"
         if args.failover_only:
             # SIGTERM is a restart: the addresses stay for --restart-grace by design
             ours = [f for f in FAULTS if f != "sigterm"]
@@ -405,18 +440,23 @@ def run(impl: Impl, lab: Lab, api: Api, results: Results, args: argparse.Namespa
                 bench.api_fault(args.split_runs, "cut")
                 bench.api_fault(args.split_runs, "slow", 30.0)
             return
-        bench.reach(1, args.runs)
+        parts = set(args.parts.split(","))
+        if "reach1" in parts:
+            bench.reach(1, args.runs)
         programs = [p.popen.pid for n, p in lab.procs.items() if n.startswith(impl.program)]
-        with bench.profiled("reach100", programs + impl.allocator_pids()):
-            bench.reach(100, args.runs100)
-        bench.failover(args.runs, "node")
-        if isinstance(impl, OursImpl):
+        if "reach100" in parts:
+            with bench.profiled("reach100", programs + impl.allocator_pids()):
+                bench.reach(100, args.runs100)
+        if "failover" in parts:
+            bench.failover(args.runs, "node")
+        if "failover" in parts and isinstance(impl, OursImpl):
             for fault in ("sigkill", "frozen", "leader"):
                 bench.failover(args.runs, fault)
             bench.api_fault(args.split_runs, "cut")
             bench.api_fault(args.split_runs, "slow", 30.0)
-        with bench.profiled("scale", impl.allocator_pids()):
-            bench.scale(args.scale)
+        for count in args.scale if "scale" in parts else ():
+            with bench.profiled(f"scale{count}", programs + impl.allocator_pids()):
+                bench.scale(count)
         if args.scale_big and isinstance(impl, OursImpl):
             bench.scale(args.scale_big)
     finally:
@@ -429,7 +469,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--runs100", type=int, default=3)
     parser.add_argument("--split-runs", type=int, default=3)
-    parser.add_argument("--scale", type=int, default=1000)
+    parser.add_argument("--scale", type=int, nargs="+", default=[1000],
+                        help="Services created at once, one figure per count (e.g. 1000 10000)")
+    parser.add_argument("--parts", default="reach1,reach100,failover,scale",
+                        help="which figures, comma-separated (e.g. reach1,scale)")
     parser.add_argument("--scale-big", type=int, default=0, help="e.g. 10000 (ours only)")
     parser.add_argument("--only", choices=["metallb", "ours"])
     parser.add_argument("--scale-only", action="store_true",
@@ -458,9 +501,13 @@ def main() -> int:
         for impl in impls:
             run(impl, lab, api, results, args)
     print_table(results, args.scale)
-    if args.json:
+    if args.json:  # what bench/plots.py draws, with the command and commit that made it
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False).stdout.strip()
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump({"command": "bench/side_by_side.py " + " ".join(sys.argv[1:]),
+                       "commit": commit, "figures": results, "raw": RAW,
+                       "timelines": TIMELINES}, f, indent=1)
     return 0
 
 

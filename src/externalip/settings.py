@@ -100,6 +100,10 @@ FLAGS: tuple[Flag, ...] = (
          "its addresses this long (keep it below --addr-lifetime minus a third of it), and "
          "its peers take nothing over meanwhile; one that is "
          "killed or dies is taken over in under a second", (AGENT,), duration),
+    Flag("peer-priority", 10,
+         "real-time (SCHED_RR) priority of the heartbeat thread, as keepalived runs VRRP, so "
+         "a busy node's beats and fence refreshes are not late; needs CAP_SYS_NICE, "
+         "without it (or 0) the thread runs at normal priority", (AGENT,), int),
     Flag("peer-confirm", 0.3,
          "a holder answers for its addresses only while peers confirmed hearing it this "
          "recently (must stay below --peer-detect)", (AGENT,), duration),

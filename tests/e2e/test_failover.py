@@ -52,6 +52,18 @@ def mac_of(lab: Lab, node: str) -> str:
     return str(out[0]["address"])
 
 
+def takeovers(lab: Lab, node: str) -> tuple[float, float]:
+    """(count, sum) of the node agent's externalip_takeover_seconds, read where it listens."""
+    code = ("import urllib.request; print(urllib.request.urlopen("
+            "'http://127.0.0.1:9440/metrics', timeout=10).read().decode())")
+    page = subprocess.run(["ip", "netns", "exec", lab.topology.node_ns(node), sys.executable,
+                           "-c", code], capture_output=True, text=True, check=False).stdout
+    found = {line.split()[0]: float(line.split()[1]) for line in page.splitlines()
+             if line.startswith("externalip_takeover_seconds_")}
+    return (found.get("externalip_takeover_seconds_count", 0.0),
+            found.get("externalip_takeover_seconds_sum", 0.0))
+
+
 FAULTS = ["node-death", "link-down", "agent-sigkill", "agent-sigterm", "agent-frozen"]
 
 
@@ -62,6 +74,7 @@ def test_ip_moves_to_another_node_and_one_mac_answers(healthy: Lab, fault: str) 
     also when the old holder's agent is frozen and its address still there."""
     lab = healthy
     with held_service(lab, f"fo-{fault}") as (ip, node):
+        before = {n: takeovers(lab, n) for n in lab.node_names if n != node}
         started = time.monotonic()
         if fault == "node-death":
             lab.kill_node(node)
@@ -78,6 +91,10 @@ def test_ip_moves_to_another_node_and_one_mac_answers(healthy: Lab, fault: str) 
               f"after {node} failed")
         assert other != node
         assert arp_responders(lab, ip, 2.0) == {mac_of(lab, other)}
+        # the new holder's takeover histogram has it, from detection to announcement
+        count, total = takeovers(lab, other)
+        assert count >= before[other][0] + 1, (before, count)
+        assert 0 <= total - before[other][1] < time.monotonic() - started
         wait_for(lambda: claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"] == other,
                  within=30, what=f"the takeover by {other} recorded in the claim")
         if fault in ("agent-sigkill", "agent-sigterm"):

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from externalip_lab.labstate import STATE_ROOT, running_labs
+from externalip_lab.labstate import running_labs
 from externalip_lab.topology import leftover_namespaces, node_addresses
+from tests.conftest import REPO
 from tests.helpers import wait_for
 
 # kubectl words a client-side timeout either way, depending on where it struck
@@ -55,13 +56,15 @@ class Detached:
         return subprocess.run(["ip", "netns", "exec", f"{self.prefix}-{node}", *argv],
                               capture_output=True, text=True, timeout=60, check=False)
 
+    def exec(self, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        """`lab exec NODE -- ...`: options go before the verb, the command after `--`."""
+        return subprocess.run([sys.executable, "-m", "externalip", "lab",
+                               f"--prefix={self.prefix}", "exec", node, "--", *argv],
+                              capture_output=True, text=True, timeout=60, check=False)
+
     def node_kubectl(self, node: str, timeout: str) -> subprocess.CompletedProcess[str]:
         """kubectl inside the node through its API proxy, as the agent reaches the API."""
-        state = self.state()
-        kubeconfig = next((STATE_ROOT / self.prefix / "controlplane").glob(
-            "sa-externalip-externalip-agent-*.kubeconfig"))
-        return self.in_node(node, str(Path(state["kubectl"])), f"--kubeconfig={kubeconfig}",
-                            f"--request-timeout={timeout}", "auth", "whoami")
+        return self.exec(node, "kubectl", f"--request-timeout={timeout}", "auth", "whoami")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,64 @@ def detached() -> Iterator[Detached]:
 def test_env_points_kubectl_at_the_lab(detached: Detached) -> None:
     nodes = detached.kubectl("get", "nodes")["items"]
     assert sorted(n["metadata"]["name"] for n in nodes) == ["node1", "node2"]
+
+
+def test_status_names_the_namespaces_and_kubeconfigs(detached: Detached) -> None:
+    out = detached.run("status").stdout
+    state = detached.state()
+    assert f"kubeconfig: {state['kubeconfig']}" in out
+    for node in ("node1", "node2"):
+        assert f"namespace {node}: {detached.prefix}-{node}" in out
+    assert f"namespace client: {detached.prefix}-client" in out
+    assert f"namespace lan: {detached.prefix}-lan" in out
+
+
+def test_exec_runs_in_the_node_with_its_agents_credentials(detached: Detached) -> None:
+    """One command, no prefix parsing, no guessed names, no hand-minted token."""
+    who = detached.exec("node2", "kubectl", "auth", "whoami", "-o", "json")
+    assert who.returncode == 0, who.stderr
+    user = json.loads(who.stdout)["status"]["userInfo"]["username"]
+    assert user == "system:serviceaccount:externalip:externalip-agent"
+    addr = detached.exec("node2", "ip", "-j", "addr", "show", "dev", "eth0")
+    assert node_addresses(2)[0] in addr.stdout  # the node's namespace, not ours
+    env = detached.exec("node2", "sh", "-c", "echo $EXTERNALIP_HOSTNAME; exit 3")
+    assert env.returncode == 3 and env.stdout.strip() == "node2"  # the command's own status
+    bad = detached.exec("node9", "true")
+    assert bad.returncode == 1 and "NODE one of node1, node2" in bad.stderr
+
+
+def exposed(text: str) -> set[str]:
+    """The sample names a /metrics page can have, from its TYPE lines (a
+    labelled series with no sample yet still declares itself)."""
+    names: set[str] = set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "summary": ("_sum", "_count")}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names |= {name, *(name + s for s in suffixes.get(kind, ()))}
+    return names
+
+
+def test_every_metric_the_dashboard_queries_exists_on_a_running_program(
+        detached: Detached) -> None:
+    """deploy/grafana's dashboard against the agents' and both schedulers' /metrics
+    in the running lab (read from inside their nodes, where they listen)."""
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "externalip-dashboard.json")
+                           .read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bexternalip_[a-z0-9_]+", target["expr"])}
+    assert len(queried) >= 15
+    scrape = ("import sys, urllib.request; "
+              "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())")
+    found: set[str] = set()
+    # the agents on 9440, the schedulers (--schedulers-in-nodes) on 9451 and 9452
+    for node, port in (("node1", 9440), ("node2", 9440), ("node1", 9451), ("node2", 9452)):
+        page = detached.exec(node, sys.executable, "-c", scrape,
+                             f"http://127.0.0.1:{port}/metrics")
+        assert page.returncode == 0, page.stderr
+        found |= exposed(page.stdout)
+    assert queried - found == set()
 
 
 def test_pod_readiness_flips_its_endpoint(detached: Detached) -> None:

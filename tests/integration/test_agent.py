@@ -88,6 +88,12 @@ async def test_claims_follow_assignment(rig: Rig, kube: AsyncClient) -> None:
         return bool(s.get("ready")) and s.get("holder") == rig.node_name and bool(s.get("since"))
     assert await until_true(ready), await rig.status(mine)
     assert not (await rig.status(other)).get("ready")
+    # the same status write carries the conditions `kubectl wait` reads (issue 15)
+    waited = rig.cp.kubectl("wait", "--for=condition=Ready", f"ipclaim/{mine}", "--timeout=10s",
+                            check=False)
+    assert waited.returncode == 0, waited.stderr
+    conds = {c["type"]: c for c in (await rig.status(mine))["conditions"]}
+    assert conds["Scheduled"]["status"] == "True" and conds["Ready"]["reason"] == "Held"
 
     async def inventory_has_it() -> bool:
         return await node_addresses(kube, rig.node_name) == ["192.0.2.50"]

@@ -9,6 +9,7 @@ with deploy/'s field by field (labels aside) at the default values.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -212,3 +213,25 @@ def test_hardened_metrics_keep_the_probes_and_metrics_auth_brings_its_rbac(helm:
     env = pod_spec(plain[("DaemonSet", "externalip", "externalip-agent")])["containers"][0]["env"]
     assert "EXTERNALIP_HEALTH_ADDR" not in env and "EXTERNALIP_METRICS_AUTH" not in env
     assert not set(shipped) & set(plain)
+
+
+def test_the_grafana_dashboard_ships_as_an_optional_configmap(helm: Helm) -> None:
+    assert not [o for o in template(helm, crds=False) if o["kind"] == "ConfigMap"
+                and "grafana" in o["metadata"]["name"]]  # opt-in
+    maps = [o for o in template(helm, "grafanaDashboard.enabled=true", crds=False)
+            if o["kind"] == "ConfigMap" and "grafana" in o["metadata"]["name"]]
+    assert len(maps) == 1 and maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (REPO / "deploy" / "grafana" / "externalip-dashboard.json").read_text()
+    assert json.loads(maps[0]["data"]["externalip-dashboard.json"]) == json.loads(shipped)
+
+
+def test_realtime_heartbeats_add_sys_nice_and_only_then(helm: Helm) -> None:
+    def agent(*sets: str) -> tuple[list[str], str]:
+        objs = by_identity(template(helm, *sets, crds=False))
+        (container,) = pod_spec(objs[("DaemonSet", "externalip", "externalip-agent")])[
+            "containers"]
+        return (container["securityContext"]["capabilities"]["add"],
+                container["env"]["EXTERNALIP_PEER_PRIORITY"])
+
+    assert agent() == (["NET_ADMIN", "NET_RAW"], "0")
+    assert agent("agent.realtimeHeartbeats=true") == (["NET_ADMIN", "NET_RAW", "SYS_NICE"], "10")

@@ -62,6 +62,8 @@ NEEDED: list[Check] = [
     (SCHEDULER, "list", POOLS, "", None),
     (SCHEDULER, "watch", POOLS, "", None),
     (SCHEDULER, "patch", POOLS, "status", None),
+    (SCHEDULER, "patch", NODES_CR, "status", None),  # conditions: IpNode Healthy,
+    (SCHEDULER, "patch", CLAIMS, "status", None),  # IpClaim Scheduled=False
     (SCHEDULER, "list", NODES_CR, "", None),  # the peers each agent hears (backstop)
     (SCHEDULER, "watch", NODES_CR, "", None),
     (SCHEDULER, "patch", NODES_CR, "", None),  # spec.draining mirrors the drain label
@@ -102,9 +104,11 @@ FORBIDDEN: list[Check] = [
     # patching spec.draining), or others' Leases
     *[(SCHEDULER, verb, "nodes", "", None) for verb in ("delete", "update", "patch", "create")],
     *[(SCHEDULER, verb, POOLS, "", None) for verb in ("create", "update", "patch", "delete")],
+    # (it patches an IpNode's spec for the drain mirror, its status for the
+    # Healthy condition)
     *[(SCHEDULER, verb, NODES_CR, sub, None)
       for verb in ("create", "update", "patch", "delete") for sub in ("", "status")
-      if (verb, sub) != ("patch", "")],
+      if verb != "patch"],
     (SCHEDULER, "delete", "services", "", ALL_NS),
     (SCHEDULER, "create", "services", "", ALL_NS),
     *[(SCHEDULER, verb, LEASES, "", ns)

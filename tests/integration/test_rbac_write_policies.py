@@ -99,6 +99,13 @@ def test_the_scheduler_writes_only_external_ips_and_the_load_balancer_status(
         "type": "Forged", "status": "True", "reason": "Forged", "message": "",
         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
     assert not ok and "only status.loadBalancer" in err
+    ours = {"type": "externalip.io/AddressAssigned", "status": "True", "reason": "IPAllocated",
+            "message": "192.0.2.78", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    ok, err = scheduler.patch(status, {"status": {"loadBalancer": {"ingress": [
+        {"ip": "192.0.2.78", "ipMode": "VIP"}]}, "conditions": [ours]}})
+    assert ok, err  # its own condition, in the same patch as the address
+    svc = json.loads(cp.kubectl("get", "service", "victim", "-n", ns, "-o", "json").stdout)
+    assert [c["type"] for c in svc["status"]["conditions"]] == [ours["type"]]
     svc = json.loads(cp.kubectl("get", "service", "victim", "-n", ns, "-o", "json").stdout)
     assert svc["spec"]["selector"] == {"app": "victim"}
     # a ClusterIP Service's first external IP (external-ip: auto): the API server

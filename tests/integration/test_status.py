@@ -134,7 +134,8 @@ def test_table_shows_the_same(known_state: tuple[ControlPlane, str, str]) -> Non
     (pool_line,) = [ln for ln in lines if ln.startswith(f"{u}-pool ")]
     assert pool_line.split() == [f"{u}-pool", f"{net}.0/29", "4", "3", "1", "true"]
     (dead,) = [ln for ln in lines if ln.startswith(f"{u}-dead ")]
-    assert dead.split()[2:] == ["no", "no", "1", "0", "0"]  # alive, draining, claims, ready, holds
+    # alive, healthy (no scheduler: no condition), draining, claims, ready, holds
+    assert dead.split()[2:] == ["no", "-", "no", "1", "0", "0"]
     assert any(ln.startswith(f"{u}/pending ") and "PoolExhausted" in ln for ln in lines)
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from externalip.core.claims import StatusLedger, node_status, to_hold, wants_from_claims
+from externalip.core.claims import (
+    StatusLedger,
+    node_status,
+    status_conditions,
+    to_hold,
+    wants_from_claims,
+)
+from externalip.core.conditions import merge
 from externalip.core.liveness import Evidence, Peer, Timing
 from externalip.core.model import Claim, ClaimSpec, ClaimStatus
 
@@ -27,7 +34,11 @@ def test_only_own_claims_with_link_override() -> None:
 def test_status_ready_keeps_since_on_adoption() -> None:
     old = ClaimStatus(ready=True, holder="n1", since="2026-01-01T00:00:00Z")
     c = claim("a", "192.0.2.5/32", status=old)
+    c = replace(c, conditions=tuple(merge((), status_conditions(c, old), "then")))
     assert StatusLedger().due([c], "n1", held={"a"}, problems={}, now="later") == {}
+    # written before conditions existed: the same status once more, with them
+    bare = replace(c, conditions=())
+    assert StatusLedger().due([bare], "n1", held={"a"}, problems={}, now="later") == {"a": old}
     moved = claim("a", "192.0.2.5/32", status=ClaimStatus(ready=True, holder="n2", since="x"))
     assert StatusLedger().due([moved], "n1", held={"a"}, problems={}, now="T") == {
         "a": ClaimStatus(ready=True, holder="n1", since="T")}

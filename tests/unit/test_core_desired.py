@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from externalip.core import placement
 from externalip.core.desired import Plan, World, plan
-from externalip.core.model import Claim, ClaimStatus, LabelSelector, Pool, PoolSpec
+from externalip.core.model import Claim, ClaimStatus, Pool, PoolSpec
 from externalip.core.pools import build
+from externalip.core.selectors import LabelSelector
 from externalip.core.services import ServiceView
 
 POOL = build(Pool("lab", PoolSpec(cidr="192.0.2.0/24", ranges=(("192.0.2.200", "192.0.2.209"),))))
@@ -40,7 +41,8 @@ def apply(w: World, p: Plan) -> World:
         claims[c.name] = c
     services = dict(w.services)
     for key, ingress in p.ingress.items():
-        services[key] = replace(services[key], ingress=ingress)
+        services[key] = replace(services[key], ingress=ingress,
+                                condition=p.conditions.get(key, services[key].condition))
     for key, ips in p.external_ips.items():
         services[key] = replace(services[key], external_ips=ips)
     return replace(w, claims=claims, services=services)

@@ -6,9 +6,10 @@ import ipaddress
 from dataclasses import replace
 
 from externalip.core.desired import World, plan
-from externalip.core.model import Claim, ClaimSpec, LabelSelector, Pool, PoolSpec
+from externalip.core.model import Claim, ClaimSpec, Pool, PoolSpec
 from externalip.core.notices import SEVERAL, fold_warnings
 from externalip.core.pools import build
+from externalip.core.selectors import LabelSelector
 from externalip.core.services import ServiceView
 from tests.unit.test_core_desired import NODES, POOL, converge
 
@@ -129,7 +130,10 @@ def test_invalid_annotations_are_refused_before_anything_is_allocated() -> None:
     two = svc("ns", "two", requested=("192.0.2.201", "192.0.2.202"))
     w = world(zoned, long_key, two)
     p = plan(w)
-    assert not p.create and not p.ingress
+    assert not p.create and set(p.ingress.values()) == {()}  # no address...
+    # ...and the reason in each Service's condition, in that one status write
+    assert {(k, c.status, c.reason) for k, c in p.conditions.items()} == {
+        (k, "False", "InvalidService") for k in ("ns/zoned", "ns/longkey", "ns/two")}
     warnings = [e for e in p.events if e.type == "Warning"]
     assert {e.service for e in warnings} == {"ns/zoned", "ns/longkey", "ns/two"}
     assert all(e.reason == "InvalidService" for e in warnings)

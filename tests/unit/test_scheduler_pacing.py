@@ -6,9 +6,11 @@ from typing import Any
 
 from externalip.core.desired import Plan
 from externalip.core.model import Claim, ClaimSpec
+from externalip.core.views import service_view
 from externalip.kube.informer import ADDED, DELETED, MODIFIED
-from externalip.scheduler import relevance
+from externalip.scheduler import relevance, slim
 from externalip.scheduler.backoff import Backoff
+from externalip.scheduler.memo import Memo
 from externalip.scheduler.refusals import Refusals
 
 
@@ -69,7 +71,7 @@ def test_only_changes_the_plan_reads_count() -> None:
     assert nodes.changed(MODIFIED, node("4", ready="False", labels={"a": "b"}))
     assert nodes.changed(DELETED, node("5"))
 
-    claims = relevance.Relevance(relevance.claim_digest)
+    claims = relevance.Relevance(lambda o: relevance.claim_digest(Claim.from_object(o)))
     obj = CLAIM.to_object()
     assert claims.changed(ADDED, obj)
     assert claims.changed(MODIFIED, {**obj, "status": {"ready": True, "holder": "n1"}})
@@ -78,7 +80,7 @@ def test_only_changes_the_plan_reads_count() -> None:
     assert claims.changed(MODIFIED, {**obj, "status": {"ready": False,
                                                        "message": "interface missing"}})
 
-    services = relevance.Relevance(relevance.service_digest("externalip.io/lb", True))
+    services = relevance.Relevance(lambda o: service_view(o, "externalip.io/lb", True))
     svc = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1"},
            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
     assert services.changed(ADDED, svc)
@@ -110,3 +112,39 @@ def test_refusals_are_blamed_on_the_node_that_wrote_them_and_expire() -> None:
         "192.0.2.10/32": frozenset({"n2"})}
     clock.now += 5
     assert refusals.observe({"c": claim_obj("n3", 5)}) == {}
+
+
+def test_a_view_is_made_once_per_object_version() -> None:
+    made: list[str] = []
+
+    def convert(obj: dict[str, Any]) -> str:
+        made.append(obj["v"])
+        return obj["v"]
+
+    memo = Memo(convert)
+    first, second = {"v": "1"}, {"v": "2"}
+    assert memo.view("a", first) == "1"
+    assert memo.over({"a": first, "b": second}) == {"a": "1", "b": "2"}
+    assert memo.over({"a": first, "b": second}) == {"a": "1", "b": "2"}
+    assert made == ["1", "2"]  # nothing converted twice
+    newer = {"v": "3"}  # the informer replaced a's object
+    assert memo.over({"a": newer}) == {"a": "3"}
+    assert memo.over({"a": newer, "b": second}) == {"a": "3", "b": "2"}
+    assert made == ["1", "2", "3", "2"]  # b was forgotten when it left the store
+
+
+def test_the_slim_service_cache_keeps_all_the_view_reads() -> None:
+    """Every annotation service_view reads survives the cache's slimming
+    (ours and MetalLB's aliases); others' annotations do not."""
+    notes = {"externalip.io/pool": "p", "metallb.universe.tf/loadBalancerIPs": "192.0.2.7",
+             "metallb.io/allow-shared-ip": "k", "external-ip": "auto",
+             "kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+    svc = {"metadata": {"name": "a", "namespace": "ns", "annotations": dict(notes),
+                        "managedFields": [{}]},
+           "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+    full = service_view({**svc, "metadata": {**svc["metadata"]}}, "externalip.io/lb", True)
+    slimmed = slim.service(svc)
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in \
+        slimmed["metadata"]["annotations"]
+    assert "managedFields" not in slimmed["metadata"]
+    assert service_view(slimmed, "externalip.io/lb", True) == full

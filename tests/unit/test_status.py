@@ -207,3 +207,19 @@ def test_claims_show_their_standbys() -> None:
                           events=[], now=NOW)
     assert "192.0.2.10/32   a      true    b,c" in render_table(report)
     assert json.loads(render_json(report))["claims"][0]["standbys"] == ["b", "c"]
+
+
+def test_status_reads_the_conditions_the_programs_write() -> None:
+    """The Service's condition is the reason it waits; the IpNode's Healthy is shown."""
+    waiting = service("ns", "web", "LoadBalancer")
+    waiting["status"]["conditions"] = [{
+        "type": "externalip.io/AddressAssigned", "status": "False", "reason": "PoolExhausted",
+        "message": "no free IPv4 address in pool(s) p",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    node = {"metadata": {"name": "n1"}, "status": {"conditions": [
+        {"type": "Healthy", "status": "False", "reason": "AgentDown", "message": ""}]}}
+    report = status.build(pools=[pool("p", cidr="192.0.2.0/30")], claims=[], nodes=[node],
+                          leases=[lease("n1", 1)], services=[waiting], events=[], now=NOW)
+    assert report.waiting[0].reason == "PoolExhausted: no free IPv4 address in pool(s) p"
+    assert report.nodes[0].healthy == "False"
+    assert "HEALTHY" in render_table(report)

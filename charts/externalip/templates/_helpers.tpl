@@ -53,7 +53,8 @@ readinessProbe:
   periodSeconds: 5
 {{- end }}
 
-{{/* Programs that change node addresses: root with NET_ADMIN and NET_RAW only, never privileged. */}}
+{{/* Programs that change node addresses: root with NET_ADMIN and NET_RAW only, never
+privileged; `extra` adds capabilities a value asked for (SYS_NICE: real-time heartbeats). */}}
 {{- define "externalip.netSecurityContext" -}}
 runAsUser: 0
 privileged: false
@@ -61,7 +62,7 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
-  add: ["NET_ADMIN", "NET_RAW"]
+  add: {{ concat (list "NET_ADMIN" "NET_RAW") (.extra | default list) | toJson }}
 seccompProfile: {type: RuntimeDefault}
 {{- end }}
 

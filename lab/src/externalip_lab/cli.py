@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import yaml
 
@@ -101,11 +102,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          "(root needed).", formatter_class=argparse.RawDescriptionHelpFormatter,
                          epilog="verbs for a lab that is up:\n"
                          f"  fault {{{','.join(FAULTS)}}} NODE\n"
-                         "  pod {ready,unready} POD")
+                         "  pod {ready,unready} POD\n"
+                         "  exec NODE -- COMMAND...  (in the node's namespace, with its agent's\n"
+                         "                            service-account kubeconfig and kubectl)")
     lab.set_defaults(run=main)
     lab.add_argument("action", nargs="?", default="up",
-                     choices=["up", "down", "status", "demo", "env", "fault", "pod"])
-    lab.add_argument("words", nargs="*", help="fault: VERB NODE; pod: ready|unready POD")
+                     choices=["up", "down", "status", "demo", "env", "fault", "pod", "exec"])
+    lab.add_argument("words", nargs="*", help="fault: VERB NODE; pod: ready|unready POD; "
+                     "exec: NODE -- COMMAND...")
     lab.add_argument("--nodes", type=int, default=3, help="number of node namespaces (default 3)")
     lab.add_argument("--mode", choices=["claims", "simple"], default="claims",
                      help="operating mode to run in the lab (default claims)")
@@ -155,13 +159,43 @@ def _detach(opts: argparse.Namespace, prefix: str) -> int:
     return 1
 
 
+def _status(state: dict[str, Any]) -> str:
+    """One lab, for people and for scripts (`key: value` lines, namespaces by role)."""
+    lines = [f"{state['prefix']}: {'up' if state.get('ready') else 'starting'}, "
+             f"mode {state['mode']}, kube-proxy {state.get('proxy_mode', '?')}",
+             f"  kubeconfig: {state['kubeconfig']}",
+             f"  kubectl: {state.get('kubectl', '')}"]
+    if state.get("node_kubeconfig"):
+        lines.append(f"  node kubeconfig: {state['node_kubeconfig']}")
+    nodes = state.get("node_namespaces") or {}
+    lines += [f"  namespace {node}: {netns}" for node, netns in nodes.items()]
+    lines += [f"  namespace {netns.removeprefix(state['prefix'] + '-')}: {netns}"
+              for netns in state.get("namespaces", []) if netns not in nodes.values()]
+    return "\n".join(lines)
+
+
+def _exec(state: dict[str, Any], words: list[str]) -> int:
+    """`lab exec NODE -- COMMAND...`: run COMMAND as a program of that node
+    runs (its network namespace, its agent's credentials through its API
+    proxy); the exit status is COMMAND's."""
+    nodes: dict[str, str] = state.get("node_namespaces") or {}
+    if len(words) < 2 or words[0] not in nodes:
+        raise NoSuchLabError(f"usage: externalip lab exec NODE -- COMMAND..., NODE one of "
+                             f"{', '.join(nodes) or 'none (the lab is still starting)'}")
+    if not state.get("node_kubeconfig"):  # --from-image: the pods hold their own tokens
+        raise NoSuchLabError("this lab runs the programs from the image: no node "
+                             "credentials to run with (use its pods, docs/image.md)")
+    env = {**os.environ, "KUBECONFIG": str(state["node_kubeconfig"]),
+           "PATH": f"{os.path.dirname(str(state['kubectl']))}:{os.environ.get('PATH', '')}",
+           "EXTERNALIP_HOSTNAME": words[0], "EXTERNALIP_LAB_PREFIX": str(state["prefix"])}
+    return subprocess.run(["ip", "netns", "exec", nodes[words[0]], *words[1:]], env=env,
+                          check=False).returncode
+
+
 def _act_on_running(opts: argparse.Namespace) -> int:
     if opts.action == "status":
-        for state in running_labs():
-            print(f"{state['prefix']}: mode {state['mode']}, kube-proxy "
-                  f"{state.get('proxy_mode', '?')}, nodes {', '.join(state['nodes'])}, "
-                  f"{'up' if state.get('ready') else 'starting'}, "
-                  f"kubeconfig {state['kubeconfig']}")
+        for state in select(opts.prefix, every=not opts.prefix):
+            print(_status(state))
         if not running_labs():
             print("no lab running")
         return 0
@@ -178,6 +212,8 @@ def _act_on_running(opts: argparse.Namespace) -> int:
     if opts.action == "env":
         print(_env(labs[0]))
         return 0
+    if opts.action == "exec":
+        return _exec(labs[0], opts.words)
     ok, message = control.send(Path(labs[0]["control"]), [opts.action, *opts.words])
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1

@@ -390,6 +390,11 @@ class Lab(StartStop, ClientView):
                  "namespaces": [*self.topology.all_namespaces(),
                                 *(self.image.namespaces() if self.image else [])],
                  "nodes": self.node_names,
+                 "node_namespaces": {n: self.topology.node_ns(n) for n in self.node_names},
+                 "client_namespace": self.topology.client,
+                 # the node program's credentials, reaching the API through
+                 # the node's own proxy (`lab exec NODE -- ...`)
+                 "node_kubeconfig": str(self.node_kubeconfig or ""),
                  "mode": self.mode, "proxy_mode": self.proxy_mode, "ready": self.ready,
                  "control": str(self.dir / "control.sock"),
                  "kubectl": str(self.cp.bin.kubectl) if self.cp else "",

@@ -33,7 +33,13 @@ from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.conflicts import Conflicts
 from externalip.agent.failover import Failover
 from externalip.core.addresses import IPAddress, IPInterface
-from externalip.core.claims import StatusLedger, node_status, wants_from_claims
+from externalip.core.claims import (
+    StatusLedger,
+    node_status,
+    status_conditions,
+    wants_from_claims,
+)
+from externalip.core.conditions import merge
 from externalip.core.fence import Fence
 from externalip.core.handover import Handover
 from externalip.core.holding import Want, may_hold
@@ -51,8 +57,10 @@ _log = log.get(__name__)
 STATUS_WRITES_IN_FLIGHT = 8
 
 
-def _status_patch(status: ClaimStatus) -> dict[str, Any]:
-    # A merge patch: empty fields are sent as null so an old value goes away.
+def _status_patch(claim: Claim, status: ClaimStatus, now: str) -> dict[str, Any]:
+    # A merge patch: empty fields are sent as null so an old value goes away;
+    # the conditions list is replaced whole, so it carries everyone's.
+    conditions = merge(claim.conditions, status_conditions(claim, status), now)
     return {
         "status": {
             "ready": status.ready,
@@ -62,6 +70,7 @@ def _status_patch(status: ClaimStatus) -> dict[str, Any]:
             "term": status.term or None,
             "takenFrom": status.taken_from or None,
             "conflict": status.conflict or None,
+            "conditions": conditions,
         }
     }
 
@@ -290,8 +299,8 @@ class Agent:
         async def write(name: str, status: ClaimStatus) -> None:
             async with slots:
                 try:
-                    await self.api.merge_patch(CLAIMS, name, _status_patch(status),
-                                               subresource="status")
+                    await self.api.merge_patch(CLAIMS, name, _status_patch(
+                        by_name[name], status, now_rfc3339()), subresource="status")
                 except NotFoundError:
                     return  # deleted meanwhile
                 except (ApiError, OSError) as exc:  # retried on the next run

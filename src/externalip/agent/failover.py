@@ -26,9 +26,11 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from prometheus_client import Histogram
+
 from externalip import log
 from externalip.core import liveness
-from externalip.core.addresses import IPAddress
+from externalip.core.addresses import IPAddress, parse_ip
 from externalip.core.claims import to_hold
 from externalip.core.heartbeat import KeyRing
 from externalip.core.holding import Want
@@ -37,6 +39,11 @@ from externalip.net.heartbeat import Heartbeats
 
 _log = log.get(__name__)
 
+TAKEOVER_SECONDS = Histogram(
+    "externalip_takeover_seconds",
+    "From a peer judged down (or a takeover decided) to the first announcement of an "
+    "address this node took over from it",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 MEMBER_MEMORY = 60.0  # seconds a silent peer still counts as a member
 ALARM_REPEAT = 60.0  # seconds between two alarms about the same peer
 
@@ -120,6 +127,8 @@ class Failover:
         self._claim_nodes: frozenset[str] = frozenset()
         self._last_heard: dict[str, float] = {}
         self._down: frozenset[str] = frozenset()
+        self._judged_down: dict[str, float] = {}  # node -> when we judged it down
+        self._takeovers: dict[IPAddress, float] = {}  # taken, not yet announced -> since
         self._lock = threading.Lock()  # the heartbeat thread and the event loop both ask
         self._auth_failed: dict[str, float] = {}
         self._alarms: set[str] = set()
@@ -215,10 +224,24 @@ class Failover:
             ev = liveness.Evidence(me=ev.me, peers=ev.peers, members=ev.members,
                                    link_up=False, listening_for=ev.listening_for)
         hold, taken = to_hold(claims, self.node, ev, self.timing, self._taken)
+        cidrs = {c.name: c.spec.cidr for c in hold}
+        now = self._clock()  # takeovers never announced (a link that speaks no ARP) expire
+        self._takeovers = {ip: t for ip, t in self._takeovers.items() if now - t < MEMBER_MEMORY}
         for name in set(taken) - set(self._taken):
             _log.warning("taking over", claim=name, was=taken[name], node=self.node)
+            with contextlib.suppress(ValueError):  # an unparsable cidr is refused later
+                since = self._judged_down.get(taken[name], now)
+                since = since if now - since < MEMBER_MEMORY else now  # a claim new to us
+                self._takeovers[parse_ip(cidrs[name].split("/")[0])] = since
         self._taken = taken
         return hold
+
+    def announced(self, ip: IPAddress) -> None:
+        """An address's first announcement went out (net.holder): if we took it
+        over, the takeover is complete on the wire."""
+        since = self._takeovers.pop(ip, None)
+        if since is not None:
+            TAKEOVER_SECONDS.observe(self._clock() - since)
 
     async def watch(self, kick: asyncio.Event) -> None:
         """Re-plan whenever the set of nodes judged down changes, and as soon as
@@ -232,6 +255,8 @@ class Failover:
                 if down - self._down:
                     _log.warning("peers judged down", node=self.node,
                                  down=sorted(down - self._down))
+                now = self._clock()
+                self._judged_down = {n: self._judged_down.get(n, now) for n in down}
                 self._down = down
                 kick.set()
             elif not self.armed and liveness.may_hold(ev, self.timing):

@@ -1,13 +1,23 @@
-"""Addresses and the names of the claims that reserve them."""
+"""Addresses and the names of the claims that reserve them.
+
+Parsing and printing with `ipaddress` is slow (tens of microseconds an IPv6
+address) and a pass parses and prints every claim's address: the results are
+kept (addresses are immutable values), so a steady pass does neither.
+"""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
+_CACHED = 1 << 17  # addresses remembered per function: more than any pass reads
+
+
+@functools.lru_cache(maxsize=_CACHED)
 def parse_ip(text: str) -> IPAddress:
     """An address as a Service may name it: no IPv6 zone (`fe80::1%eth0`).
 
@@ -25,6 +35,13 @@ def family(ip: IPAddress) -> str:
     return "IPv4" if ip.version == 4 else "IPv6"
 
 
+@functools.lru_cache(maxsize=_CACHED)
+def text(ip: IPAddress) -> str:
+    """str(ip), remembered."""
+    return str(ip)
+
+
+@functools.lru_cache(maxsize=_CACHED)
 def claim_name(ip: IPAddress, prefix: int) -> str:
     """The seed's naming: 10.0.0.7/24 -> `10-0-0-7-24`.
 
@@ -42,6 +59,7 @@ def cidr(ip: IPAddress, prefix: int) -> str:
     return f"{ip}/{prefix}"
 
 
+@functools.lru_cache(maxsize=_CACHED)
 def claim_ip(cidr_text: str) -> IPAddress:
     return ipaddress.ip_interface(cidr_text).ip
 

@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from externalip.core import liveness
 from externalip.core.addresses import IPAddress, IPInterface
+from externalip.core.conditions import READY, SCHEDULED, Condition, differs
 from externalip.core.handover import handing_over
 from externalip.core.holding import Want
 from externalip.core.model import Claim, ClaimStatus, NodeStatus
@@ -119,6 +120,24 @@ def desired_status(
                        conflict=conflict)
 
 
+def status_conditions(claim: Claim, status: ClaimStatus) -> tuple[Condition, ...]:
+    """The `Scheduled` and `Ready` conditions a claim status says, for
+    `kubectl wait --for=condition=Ready ipclaim/NAME`; written in the same
+    status patch as the status itself, so they cost no request."""
+    node = claim.spec.node_name
+    if status.taken_from:
+        scheduled = Condition.of(SCHEDULED, True, "TakenOver",
+                                 f"{status.holder} took it over from {status.taken_from}")
+    else:
+        scheduled = Condition.of(SCHEDULED, bool(node), "Assigned" if node else "Unassigned",
+                                 f"assigned to node {node}" if node else "no node assigned")
+    if status.ready:
+        ready = Condition.of(READY, True, "Held", f"node {status.holder} holds {claim.spec.cidr}")
+    else:
+        ready = Condition.of(READY, False, "NotHeld", status.message or "no node holds it")
+    return scheduled, ready
+
+
 class StatusLedger:
     """Which claim statuses this agent must write, remembering what it wrote.
 
@@ -140,8 +159,11 @@ class StatusLedger:
             want = desired_status(claim, node, claim.name in held,
                                   problems.get(claim.name, ""), now,
                                   conflict=(conflicts or {}).get(claim.name, ""))
-            if want is None or want == claim.status:
+            if want is None:
                 continue
+            if want == claim.status and not differs(claim.conditions,
+                                                    status_conditions(claim, want)):
+                continue  # (claims written before conditions existed get them once)
             if self._written.get(claim.name) == (claim.resource_version, want):
                 continue
             out[claim.name] = want

@@ -10,16 +10,18 @@ adopted before anything new is handed out, in creation order), so a restart
 never re-allocates, and two Services can never be given one address by this
 function; two racing schedulers are kept apart by the claim name (see
 addresses.claim_name): the second create of the same address fails.
+
+Events carry news only: failures (Warnings) and moves. An allocation is not
+news: the Service's status (ingress, condition) and the claim say it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from externalip.core import placement
-from externalip.core.addresses import IPAddress, claim_name, family, parse_ip
+from externalip.core import conditions, placement
+from externalip.core.addresses import IPAddress, claim_name, family, parse_ip, text
 from externalip.core.allocator import Allocator as _Allocator
 from externalip.core.allocator import Wanted as _Want
 from externalip.core.model import Claim, ClaimSpec
@@ -65,6 +67,8 @@ class World:
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # live nodes labelled for drain: no new claims or standby roles; theirs move away
     draining: frozenset[str] = frozenset()
+    # remembered rankings: the scheduler keeps one from pass to pass
+    memo: placement.Memo = field(default_factory=placement.Memo)
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Plan:
     ingress: dict[str, tuple[str, ...]] = field(default_factory=dict)
     external_ips: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
+    conditions: dict[str, conditions.Condition] = field(default_factory=dict)  # with ingress
 
     @property
     def writes(self) -> int:
@@ -92,7 +97,7 @@ def _usable(alloc: _Allocator, svc: ServiceView, plan: Plan) -> list[IPAddress]:
     out = []
     for ip in _held(alloc, svc):
         conflict = alloc.world.conflicts.get(ip)
-        if conflict is not None and str(ip) not in svc.requested:
+        if conflict is not None and text(ip) not in svc.requested:
             plan.events.append(Event(svc.key, WARNING, "AddressConflict",
                                      f"{ip} is in use by another host on the segment "
                                      f"({conflict}); the pool skips it"))
@@ -112,7 +117,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
     LoadBalancer Services at all. The requested addresses were validated
     before (services.invalid_fields).
     """
-    held = [ip for ip in _usable(alloc, svc, plan) if str(ip) not in svc.external_ips]
+    held = [ip for ip in _usable(alloc, svc, plan) if text(ip) not in svc.external_ips]
     requested = {family(ip): ip for ip in map(parse_ip, svc.requested)}
     out: list[IPAddress] = []
     for fam in svc.families:
@@ -129,11 +134,7 @@ def _allocate_lb(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[IPAdd
                 ip, pool = _fresh(alloc, svc, fam, plan)
                 if ip is None:
                     continue
-        fresh = svc.key not in alloc.owners(ip)
         alloc.take(ip, svc, pool.name if pool else "")
-        if fresh:
-            plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
-                                     f"allocated {ip} from pool {pool.name if pool else '?'}"))
         out.append(ip)
     return tuple(out)
 
@@ -202,8 +203,6 @@ def _allocate_auto(alloc: _Allocator, svc: ServiceView, plan: Plan) -> tuple[str
     fresh, pool = _fresh(alloc, svc, svc.families[0] if svc.families else "IPv4", plan)
     if fresh is not None and pool is not None:
         alloc.take(fresh, svc, pool.name)
-        plan.events.append(Event(svc.key, NORMAL, "IPAllocated",
-                                 f"allocated {fresh} from pool {pool.name} (external-ip=auto)"))
     return svc.external_ips
 
 
@@ -228,9 +227,9 @@ def _adopt(alloc: _Allocator, svc: ServiceView, out: Plan) -> None:
         if released != external:
             out.external_ips[svc.key] = released
             external = released
-    for text in external:
+    for written in external:
         try:
-            ext_ip = parse_ip(text)
+            ext_ip = parse_ip(written)
         except ValueError:
             continue  # the API server validates spec.externalIPs
         reason, message = alloc.refusal(ext_ip, svc)
@@ -253,18 +252,21 @@ def plan(world: World) -> Plan:
             valid.append(svc)
             continue
         out.events.append(Event(svc.key, WARNING, "InvalidService", "; ".join(problems)))
-        if svc.load_balancer and svc.ingress:
-            out.ingress[svc.key] = ()
+        invalid = conditions.invalid("; ".join(problems))
+        if svc.load_balancer and (svc.ingress or svc.condition != invalid):
+            out.ingress[svc.key], out.conditions[svc.key] = (), invalid
     # Adopt before allocating: every Service's spec.externalIPs and existing
     # pool addresses are taken first, so new Services only get what is free.
     for svc in valid:
         _adopt(alloc, svc, out)
     for svc in valid:
         if svc.load_balancer:
-            ingress = tuple(str(ip) for ip in _allocate_lb(alloc, svc, out)
-                            if _accepted(alloc, ip, svc))
-            if ingress != svc.ingress:
+            accepted = [ip for ip in _allocate_lb(alloc, svc, out) if _accepted(alloc, ip, svc)]
+            ingress = tuple(map(text, accepted))
+            cond = conditions.for_service(svc, [alloc.by_ip[ip] for ip in accepted], out.events)
+            if ingress != svc.ingress or cond not in (None, svc.condition):  # one patch for both
                 out.ingress[svc.key] = ingress
+                out.conditions[svc.key] = cond or conditions.pending(ingress)
         elif svc.auto:
             external = _allocate_auto(alloc, svc, out)
             if external != svc.external_ips:
@@ -280,19 +282,20 @@ def _mask(world: World, ip: IPAddress) -> int:
 def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
     desired: dict[str, tuple[IPAddress, _Want]] = {
         claim_name(ip, _mask(world, ip)): (ip, want) for ip, want in alloc.want.items()}
-    load: dict[str, int] = defaultdict(int)
+    load = placement.Loads(world.policy)
     for name, claim in world.claims.items():
         if name in desired and claim.spec.node_name in world.nodes:
-            load[claim.spec.node_name] += 1
+            load.load[claim.spec.node_name] += 1
     for name in sorted(set(world.claims) - set(desired)):
         out.delete.append(name)
+    known: dict[tuple[object, ...], tuple[frozenset[str], frozenset[str]]] = {}
     for name in sorted(desired):
         ip, want = desired[name]
         current = world.claims.get(name)
         if current is None and _still_held(alloc, ip, want, out):
             continue
         spec = ClaimSpec(
-            cidr=f"{ip}/{_mask(world, ip)}",
+            cidr=f"{text(ip)}/{_mask(world, ip)}",
             node_name=current.spec.node_name if current else "",
             link=current.spec.link if current else "",
             pool=(current.spec.pool if current and current.spec.pool else want.pool),
@@ -301,21 +304,21 @@ def _claims(world: World, alloc: _Allocator, out: Plan) -> None:
             handover_from=current.spec.handover_from if current else "",
             ports=tuple(sorted({p for s in want.services for p in world.services[s].ports})),
         )
-        eligible = placement.eligible(world, spec)
+        eligible, placeable = placement.eligible(world, spec, known)
         spec = _record_takeover(current, spec, eligible, out)
-        placeable = eligible - world.draining
         if spec.node_name not in placeable:
-            spec, notes = placement.place(world, spec, ip, placeable or eligible & {
-                spec.node_name}, load, new=current is None)
+            spec, notes = placement.place(world, spec, ip, placeable or frozenset(
+                eligible & {spec.node_name}), load, new=current is None)
             out.events += [Event(s, *note) for note in notes for s in spec.services]
         elif current is not None and spec.node_name != current.spec.node_name:
             spec = replace(spec, handover_from="")  # a takeover recorded: nothing to hand over
-        spec = replace(spec, standbys=placement.standbys(name, spec.node_name, placeable)
+        spec = replace(spec, standbys=world.memo.standbys(name, spec.node_name, placeable)
                        if spec.node_name else ())
         if current is None:
             out.create.append(Claim(name=name, spec=spec))
         elif current.spec != spec:
             out.update.append(replace(current, spec=spec))
+    world.memo.end_pass()
 
 
 def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> bool:
@@ -329,7 +332,7 @@ def _still_held(alloc: _Allocator, ip: IPAddress, want: _Want, out: Plan) -> boo
     return bool(node)
 
 
-def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: set[str],
+def _record_takeover(current: Claim | None, spec: ClaimSpec, eligible: frozenset[str],
                      out: Plan) -> ClaimSpec:
     """A standby took the address over on its own (core.liveness): make it the
     record. The takeover itself never waited for this write."""

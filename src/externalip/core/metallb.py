@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION
-from externalip.core.model import LabelSelector
+from externalip.core.selectors import LabelSelector
 from externalip.core.special import special
 
 GROUP = "metallb.io"

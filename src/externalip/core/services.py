@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from externalip.core.addresses import family, parse_ip
+from externalip.core.conditions import Condition
 
 AUTO_ANNOTATION = "external-ip"
 POOL_ANNOTATION = "externalip.io/pool"
@@ -77,10 +78,12 @@ class ServiceView:
     # our annotation -> the key the user wrote it under, when that was a
     # MetalLB alias (so messages quote what the user wrote)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    condition: Condition | None = None  # ours in status.conditions (core.conditions.SERVICE)
+    # namespace/name, computed once: a pass reads it several times per Service
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
 
 def invalid_fields(svc: ServiceView) -> list[str]:

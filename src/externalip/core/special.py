@@ -38,7 +38,7 @@ _SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
 )
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 17)  # every pass asks about every held address
 def special(ip: IPAddress) -> str:
     """Why `ip` may never be used as a Service address, or "" if it may.
     (Cached: an agent asks it for each of its thousands of addresses on every pass.)"""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from externalip.core import desired
+from externalip.core.conditions import FALSE, HEALTHY, find
 from externalip.core.model import Claim, IpNode, Pool
 from externalip.core.pools import AddressPool, PoolError, usage
 from externalip.core.pools import build as build_pool
@@ -28,8 +29,9 @@ LEADER_LEASE = "externalip-scheduler"  # --leader-elect-resource-name default
 OUR_CLASS = "externalip.io/lb"  # --load-balancer-class default
 # the plan's Warnings that explain why a Service has no address (placement
 # problems come later, once the address exists, and are reported per claim)
-ALLOCATION_REASONS = frozenset({"InvalidRequestedIP", "RequestedIPUnavailable",
-                                "SharingConflict", "NoPool", "PoolExhausted"})
+ALLOCATION_REASONS = frozenset({"InvalidService", "RequestedIPUnavailable", "SharingConflict",
+                                "NoPool", "PoolExhausted", "SpecialAddress", "NodeAddress",
+                                "PoolForbidden"})
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -55,6 +57,7 @@ class NodeRow:
     alive: bool
     draining: bool = False  # labelled for drain, as the scheduler has seen it
     holds: int = 0  # addresses its agent reports holding (handed-over ones until they go)
+    healthy: str = ""  # its IpNode's Healthy condition (the scheduler's judgement); "": none
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def lease_state(lease: Mapping[str, Any] | None,
 
 def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
               leases: Mapping[str, Mapping[str, Any]],
-              now: datetime.datetime, draining: Collection[str] = ()) -> list[NodeRow]:
+              now: datetime.datetime, draining: Collection[str] = (), *,
+              healthy: Mapping[str, str] | None = None) -> list[NodeRow]:
     claims = list(claims)
     ipnodes = {n.name: n for n in nodes}
     names = set(ipnodes) | {c.spec.node_name for c in claims if c.spec.node_name}
@@ -145,7 +149,8 @@ def node_rows(nodes: Iterable[IpNode], claims: Iterable[Claim],
         ipnode = ipnodes.get(name)
         rows.append(NodeRow(name, len(mine), sum(c.status.ready for c in mine), age, alive,
                             draining=name in draining,
-                            holds=len(ipnode.status.addresses) if ipnode else 0))
+                            holds=len(ipnode.status.addresses) if ipnode else 0,
+                            healthy=(healthy or {}).get(name, "")))
     unassigned = [c for c in claims if not c.spec.node_name]
     if unassigned:
         rows.append(NodeRow("", len(unassigned), 0, None, False))
@@ -219,7 +224,10 @@ def waiting_services(services: Iterable[Mapping[str, Any]], views: Mapping[str, 
         ips = _allocated_ips(svc)
         if (view.load_balancer or view.auto) and not ips:
             wants = "LoadBalancer" if view.load_balancer else "external-ip=auto"
-            out.append(Waiting(key, wants, _allocation_reason(key, ctx)))
+            cond = view.condition  # what the scheduler wrote on the Service says it best
+            reason = f"{cond.reason}: {cond.message}" if cond and cond.status == FALSE \
+                and cond.reason != "Pending" else _allocation_reason(key, ctx)
+            out.append(Waiting(key, wants, reason))
             continue
         for ip in ips:
             problem = _claim_problem(ip, by_ip.get(str(ipaddress.ip_address(ip))), ctx.alive)
@@ -274,11 +282,13 @@ def build(*, pools: list[dict[str, Any]], claims: list[dict[str, Any]],
     if LEADER_LEASE in by_name:
         age, ok = lease_state(by_name[LEADER_LEASE], now)
         leader = Leader(str(by_name[LEADER_LEASE]["spec"].get("holderIdentity") or ""), age, ok)
+    healthy = {n["metadata"]["name"]: c.status for n in nodes
+               if (c := find((n.get("status") or {}).get("conditions"), HEALTHY))}
     node_table = node_rows([IpNode.from_object(n) for n in nodes], typed_claims,
                            {k: v for k, v in by_name.items() if k != LEADER_LEASE}, now,
                            # spec.draining: the scheduler's mirror of the Node's drain label
                            {n["metadata"]["name"] for n in nodes
-                            if (n.get("spec") or {}).get("draining")})
+                            if (n.get("spec") or {}).get("draining")}, healthy=healthy)
     pool_table = pool_rows(typed_pools, typed_claims)
     views = {_key(s): service_view(s, lb_class, default_class) for s in services}
     ctx = Context(claims=typed_claims, pools=pool_table,

@@ -6,9 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from externalip.core.addresses import IPAddress, parse_ip
+from externalip.core.conditions import SERVICE, find
 from externalip.core.services import (
     AUTO_ANNOTATION,
     IPS_ANNOTATION,
+    METALLB_ALIASES,
+    METALLB_PREFIXES,
     POOL_ANNOTATION,
     SHARING_ANNOTATION,
     ServiceView,
@@ -16,6 +19,11 @@ from externalip.core.services import (
 )
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+# The annotations service_view reads (ours and their MetalLB aliases): a
+# cache may drop every other one.
+SERVICE_ANNOTATIONS = frozenset({AUTO_ANNOTATION, IPS_ANNOTATION, POOL_ANNOTATION,
+                                 SHARING_ANNOTATION} | {
+    prefix + alias for prefix in METALLB_PREFIXES for alias in METALLB_ALIASES.values()})
 # Ours: "true" asks the scheduler to move the node's addresses away,
 # make-before-break (`externalip drain NODE` sets it; docs/maintenance.md).
 DRAIN_LABEL = "externalip.io/drain"
@@ -66,6 +74,7 @@ def service_view(obj: Mapping[str, Any], lb_class: str, default_class: bool) -> 
         ingress=tuple(i["ip"] for i in ingress if i.get("ip")),
         local=spec.get("externalTrafficPolicy") == "Local",
         aliases={ours: key for ours, (key, _) in found.items() if key and key != ours},
+        condition=find((obj.get("status") or {}).get("conditions"), SERVICE),
     )
 
 

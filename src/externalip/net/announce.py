@@ -82,8 +82,12 @@ class Announcer:
         on_sent: Callable[[int], None] | None = None,
         on_error: Callable[[OSError], None] | None = None,
         rate: float = 0.0,
+        on_first: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address, float], None]
+        | None = None,
     ) -> None:
         self._pacer = Pacer(rate)
+        # after a burst's first announcement: (address, seconds since it was asked for)
+        self._on_first = on_first or (lambda _ip, _waited: None)
         self._schedule = tuple(schedule)
         self._on_sent = on_sent or (lambda _version: None)
         self._on_error = on_error or (lambda _exc: None)
@@ -120,6 +124,7 @@ class Announcer:
     ) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
+        first = True
         for offset in self._schedule:
             await asyncio.sleep(max(0.0, start + offset - loop.time()))
             await self._pacer.slot()
@@ -127,6 +132,10 @@ class Announcer:
                 self.send(link, ip)
             except OSError as exc:  # link gone or down: the next reconcile sorts it out
                 self._on_error(exc)
+                continue
+            if first:  # the moment clients can learn the new MAC
+                first = False
+                self._on_first(ip, loop.time() - start)
 
     def send(self, link: Link, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         """One announcement now. Errors (link gone, down) are left to the caller's log."""

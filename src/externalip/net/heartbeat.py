@@ -45,6 +45,7 @@ from externalip.core.heartbeat import (
 )
 from externalip.net.beatsocket import beat_socket, received
 from externalip.net.nftfence import Fence, FenceError
+from externalip.net.realtime import realtime
 
 _log = log.get(__name__)
 
@@ -99,11 +100,12 @@ class Heartbeats:
                  members: Callable[[], Collection[str]] = frozenset,
                  fence: Fence | None = None, fence_timeout: float = 0.25,
                  starve_after: float = 0.2, max_skew_ms: int = 2000,
-                 restart_grace: float = 0.0) -> None:
+                 restart_grace: float = 0.0, priority: int = 0) -> None:
         self.node, self.link, self.port, self.keys = node, link, port, keys
         self.interval, self.detect, self.restart_grace = interval, detect, restart_grace
         self.fence, self.fence_timeout, self.starve_after = fence, fence_timeout, starve_after
         self._may_hold, self._on_change = may_hold, on_change
+        self.priority = priority
         self._on_auth_failure, self._members = on_auth_failure, members
         self._guard = ReplayGuard(max_skew_ms)
         self._state = _State()
@@ -189,6 +191,7 @@ class Heartbeats:
                         now - st.late_at <= self.detect, dict(st.forged))
 
     def _run(self) -> None:
+        realtime(self.priority, self.link)
         try:
             self._loop()
         except Exception:  # we fall silent: peers see us stale and the fence lapses

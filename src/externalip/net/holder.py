@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from externalip import log
-from externalip.core.addresses import IPInterface
+from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.holding import Have, Plan, Want, plan
 from externalip.net.announce import Announcer
 from externalip.net.netlink import Link, NetEvent, Netlink
@@ -32,6 +32,11 @@ ANNOUNCEMENTS = Counter(
     "Gratuitous ARP (family 4) / unsolicited NA (family 6) announcements sent",
     ["family"],
 )
+ANNOUNCE_SECONDS = Histogram(
+    "externalip_announcement_seconds",
+    "From an address added (or taken back) to its first announcement on the wire "
+    "(pacing by --announce-rate included)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RECONCILE_ERRORS = Counter(
     "externalip_reconcile_errors_total", "Failed steps of address reconciliation", ["step"]
 )
@@ -71,7 +76,10 @@ class AddressHolder:
             on_sent=lambda family: ANNOUNCEMENTS.labels(str(family)).inc(),
             on_error=_announce_failed,
             rate=announce_rate,
+            on_first=self._first_announced,
         )
+        # told of every address's first announcement (the takeover clock)
+        self.on_announced: Callable[[IPAddress], None] = lambda _ip: None
         self.held: tuple[Want, ...] = ()
         self._held_keys: set[tuple[str, IPInterface]] = set()  # (link, address) of `held`
         self._links: dict[str, Link] = {}
@@ -81,6 +89,10 @@ class AddressHolder:
         self._renewed: dict[tuple[str, IPInterface], float] = {}
         self._renew_after = 0.9 * lifetime / 3 if lifetime > 0 else math.inf
         self._adopted: int | None = None
+
+    def _first_announced(self, ip: IPAddress, waited: float) -> None:
+        ANNOUNCE_SECONDS.observe(waited)
+        self.on_announced(ip)
 
     async def reconcile(self, wants: Iterable[Want]) -> Result:
         # The addresses first: reading them applies pending link events too.

@@ -34,6 +34,8 @@ async def run(opts: argparse.Namespace) -> int:
     holder = AddressHolder(Netlink(), opts.addr_lifetime, announce_rate=opts.announce_rate)
     failover, heartbeats = _failover(opts)
     agent = Agent(opts, api, holder, failover, port_guard(opts))
+    if failover is not None:
+        holder.on_announced = failover.announced  # the takeover clock stops on the wire
     await holder.adopt()
     macs = OwnMacs()
     watcher = ConflictWatcher(agent.heard, macs)
@@ -105,7 +107,7 @@ def _failover(opts: argparse.Namespace) -> tuple[Failover | None, Heartbeats | N
         interval=timing.interval, detect=timing.detect,
         may_hold=lambda _view: failover.may_hold(), on_auth_failure=failover.auth_failed,
         fence=fence, fence_timeout=max(timing.interval * 2.5, timing.detect - timing.confirm),
-        restart_grace=timing.restart_grace)
+        restart_grace=timing.restart_grace, priority=opts.peer_priority)
     failover.attach(HeartbeatPeers(heartbeats), fence)
     heartbeats.start()
     return failover, heartbeats

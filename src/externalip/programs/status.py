@@ -59,9 +59,11 @@ def render_table(report: Report) -> str:
         lines.append("(none: LoadBalancer Services cannot get an address)")
     lines += ["", "NODES"]
     if report.nodes:
-        lines += _table(["NAME", "LEASE AGE", "ALIVE", "DRAINING", "CLAIMS", "READY", "HOLDS"],
+        lines += _table(["NAME", "LEASE AGE", "ALIVE", "HEALTHY", "DRAINING", "CLAIMS", "READY",
+                         "HOLDS"],
                         [[n.name or "(unassigned)", _age(n.lease_age),
                           ("yes" if n.alive else "no") if n.name else "-",
+                          {"True": "yes", "False": "no"}.get(n.healthy, "-"),
                           ("yes" if n.draining else "no") if n.name else "-",
                           str(n.claims), str(n.ready), str(n.holds)] for n in report.nodes])
     else:

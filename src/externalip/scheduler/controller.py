@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from externalip import log
-from externalip.core import desired, liveness, notices, views
+from externalip.core import desired, liveness, notices, placement, views
 from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
 from externalip.core.pools import AddressPool, PoolError, build, usage
@@ -36,11 +37,13 @@ from externalip.kube.api import (
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
+from externalip.kube.paths import object_key
 from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
-from externalip.scheduler import metrics, relevance
+from externalip.scheduler import health, metrics, relevance, slim
 from externalip.scheduler.backoff import Backoff
 from externalip.scheduler.conflicts import Conflicts
+from externalip.scheduler.memo import Memo
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -67,21 +70,26 @@ class Scheduler:
                  is_leader: Callable[[], bool] = lambda: True) -> None:
         self.opts = opts
         self._is_leader = is_leader
-        self.services = Informer(api, SERVICES)
+        self.services = Informer(api, SERVICES, transform=slim.service)
         self.claims = Informer(api, CLAIMS)
         self.pools = Informer(api, POOLS)
-        self.nodes = Informer(api, NODES, transform=_slim_node)
+        self.nodes = Informer(api, NODES, transform=slim.node)
         self.leases = Informer(api, LEASES, namespace=opts.namespace)
         self.slices = Informer(api, ENDPOINT_SLICES)
-        self.ipnodes = Informer(api, IPNODES, transform=_slim_ipnode)
+        self.ipnodes = Informer(api, IPNODES, transform=slim.ipnode)
         self.informers = [self.services, self.claims, self.pools, self.nodes, self.leases,
                           self.slices, self.ipnodes]
         self.tracker = LeaseTracker()
         self._wake = asyncio.Event()
-        # Only events that change what the plan reads wake a pass (relevance.py).
-        for inf, digest in ((self.services, relevance.service_digest(opts.lb_class,
-                                                                      opts.default_class)),
-                            (self.claims, relevance.claim_digest),
+        self._service_views = Memo(lambda obj: views.service_view(obj, opts.lb_class,
+                                                                  opts.default_class))
+        self._claim_views = Memo(Claim.from_object)
+        self._placement = placement.Memo()
+        # Only events that change what the plan reads wake a pass (relevance.py);
+        # the views it makes for that are the ones the next pass reads.
+        for inf, digest in ((self.services, lambda o: self._service_views.view(object_key(o), o)),
+                            (self.claims, lambda o: relevance.claim_digest(
+                                self._claim_views.view(object_key(o), o))),
                             (self.pools, relevance.pool_digest),
                             (self.nodes, relevance.node_digest),
                             (self.slices, relevance.slice_digest),
@@ -95,9 +103,15 @@ class Scheduler:
         self._last_pass = -math.inf
         self._retry_in = 0.0  # after a pass that failed outright (a bug, or the API)
         self.recorder = EventRecorder(api, "externalip-scheduler")
+        self.clock = metrics.AllocationClock(lambda svc: views.serves_load_balancer(
+            svc.get("spec") or {}, opts.lb_class, opts.default_class))
+        self.services.add_handler(self.clock.observe)
         self.writer = Writer(api, claims=self.claims.store, services=self.services.store,
-                             pools=self.pools.store, may_write=is_leader)
+                             pools=self.pools.store, may_write=is_leader,
+                             allocated=self.clock.written)
         self._last_events: set[desired.Event] = set()
+        self._pools_shown: set[str] = set()  # label values with series, to prune
+        self._nodes_shown: set[str] = set()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
         def handle(kind: str, obj: dict[str, Any]) -> None:
@@ -130,6 +144,10 @@ class Scheduler:
             await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
             _log.info("caches synced", services=len(self.services.store),
                       claims=len(self.claims.store), pools=len(self.pools.store))
+            # The caches live as long as the process: out of the collector's
+            # sight, full collections no longer walk them during passes.
+            gc.collect()
+            gc.freeze()
             await self._loop()
         finally:
             for task in tasks:
@@ -173,14 +191,14 @@ class Scheduler:
                 or self.backoff.next_due() == 0.0
                 or time.monotonic() - self._last_pass >= FULL_PASS_EVERY)
 
-    async def reconcile(self) -> desired.Plan:
-        metrics.PASSES.inc()
+    def world(self) -> tuple[desired.World, dict[str, str]]:
+        """What the plan reads, from the caches (and the pools that are unusable).
+        Objects unchanged since the last pass keep their views (memo.py)."""
         pools, broken = self._pools()
         nodes, draining = self._eligible_nodes(), self._draining()
-        world = desired.World(
-            services={k: views.service_view(o, self.opts.lb_class, self.opts.default_class)
-                      for k, o in self.services.store.items()},
-            claims={k: Claim.from_object(o) for k, o in self.claims.store.items()},
+        return desired.World(
+            services=self._service_views.over(self.services.store),
+            claims=self._claim_views.over(self.claims.store),
             pools=pools,
             nodes=nodes,
             endpoints=views.endpoint_nodes(self.slices.store),
@@ -191,16 +209,26 @@ class Scheduler:
             refused=self.refusals.observe(self.claims.store),
             conflicts=self.conflicts.observe(self.claims.store),
             draining=draining & nodes.keys(),  # a dead node hands nothing over
-        )
+            memo=self._placement,
+        ), broken
+
+    async def reconcile(self) -> desired.Plan:
+        metrics.PASSES.inc()
+        started = time.perf_counter()
+        world, broken = self.world()
+        pools = list(world.pools)
         self._alive_at_pass, self._last_pass = set(world.nodes), time.monotonic()
         plan = desired.plan(world)
+        metrics.PASS_SECONDS.observe(time.perf_counter() - started)
         todo = self.backoff.hold_back(plan)  # objects whose writes failed wait their turn
         if todo.writes:
             await self.writer.apply(todo)
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
         await self._pool_status(pools, broken, world)
+        draining = self._draining()
         await self._mirror_draining(draining)
+        await health.write(self.writer, self.ipnodes.store, self._alive(), world, plan)
         self._metrics(world)
         return plan
 
@@ -213,11 +241,14 @@ class Scheduler:
                 broken[name] = str(exc)
         return good, broken
 
-    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+    def _alive(self) -> set[str]:
         since = self.leases.connected_since
-        alive = liveness.backstop_alive(
+        return set(liveness.backstop_alive(
             {n for n in self.nodes.store if self.tracker.alive(n, since)},
-            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()})
+            {n: (o.get("status") or {}).get("peers") or () for n, o in self.ipnodes.store.items()}))
+
+    def _eligible_nodes(self) -> dict[str, dict[str, str]]:
+        alive = self._alive()
         return {name: dict(obj["metadata"].get("labels") or {})
                 for name, obj in self.nodes.store.items()
                 if views.node_usable(obj) and name in alive}
@@ -256,9 +287,13 @@ class Scheduler:
             use = usage(pool, addresses)
             wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
                                  "conditions": [_condition("Valid", True, "PoolValid",
-                                                           "addresses can be allocated")]}
+                                                           "addresses can be allocated"),
+                                                _exhausted(use.free)]}
             metrics.POOL_SIZE.labels(pool.name).set(use.total)
             metrics.POOL_USED.labels(pool.name).set(use.used)
+        for gauge in (metrics.POOL_SIZE, metrics.POOL_USED):
+            metrics.prune(gauge, self._pools_shown, [p.name for p in pools])
+        self._pools_shown = {p.name for p in pools}
         for name, message in broken.items():
             wanted[name] = {"total": 0, "used": 0, "free": 0,
                             "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
@@ -285,11 +320,22 @@ class Scheduler:
                 per_node[claim.spec.node_name] = per_node.get(claim.spec.node_name, 0) + 1
         for node, count in per_node.items():
             metrics.CLAIMS_PER_NODE.labels(node).set(count)
+        metrics.prune(metrics.CLAIMS_PER_NODE, self._nodes_shown, per_node)
+        self._nodes_shown = set(per_node)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
     return {"type": kind, "status": "True" if ok else "False", "reason": reason,
             "message": message, "lastTransitionTime": now_rfc3339()}
+
+
+def _exhausted(free: int) -> dict[str, Any]:
+    # a constant message: the count is in status.free, and a message that
+    # changed per allocation would make every allocation rewrite the condition
+    if free:
+        return _condition("Exhausted", False, "FreeAddresses", "addresses are free")
+    return _condition("Exhausted", True, "NoFreeAddress",
+                      "every address is taken: new Services of this pool wait")
 
 
 def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -298,27 +344,3 @@ def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
                 [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
                  for c in s.get("conditions") or ()])
     return bool(core(old) == core(new))
-
-
-def _slim_node(obj: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what placement reads: nodes carry large images and status lists."""
-    status = obj.get("status") or {}
-    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "labels",
-                                                             "resourceVersion", "uid")},
-            "spec": {"unschedulable": (obj.get("spec") or {}).get("unschedulable", False)},
-            "status": {"conditions": [c for c in status.get("conditions") or ()
-                                      if c.get("type") == "Ready"],
-                       "addresses": status.get("addresses") or []}}
-
-
-def _slim_ipnode(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the plan reads of an agent's IpNode: the node's own addresses (never
-    allocated), the addresses it holds (not handed out again while it holds
-    them), the peers it hears (the backstop's liveness), and whether the
-    drain mirror is up to date."""
-    status = obj.get("status") or {}
-    return {"metadata": {k: obj["metadata"].get(k) for k in ("name", "resourceVersion")},
-            "spec": {"draining": (obj.get("spec") or {}).get("draining", False)},
-            "status": {"peers": status.get("peers") or [],
-                       "nodeAddresses": status.get("nodeAddresses") or [],
-                       "addresses": status.get("addresses") or []}}

@@ -19,11 +19,10 @@ from externalip.kube.informer import ADDED, DELETED
 Digest = Callable[[dict[str, Any]], object]
 
 
-def claim_digest(obj: dict[str, Any]) -> object:
+def claim_digest(claim: Claim) -> object:
     """Spec, labels, readiness with its message (a node refusing a claim makes
     placement look again: scheduler.refusals) and the holder (a standby's
     takeover becomes the record)."""
-    claim = Claim.from_object(obj)
     return (claim.spec, dict(claim.labels), claim.status.ready, claim.status.message,
             claim.status.holder)
 
@@ -47,12 +46,6 @@ def ipnode_digest(obj: dict[str, Any]) -> object:
 
 def slice_digest(obj: dict[str, Any]) -> object:
     return views.endpoint_nodes({"_": obj})
-
-
-def service_digest(lb_class: str, default_class: bool) -> Digest:
-    def digest(obj: dict[str, Any]) -> object:
-        return views.service_view(obj, lb_class, default_class)
-    return digest
 
 
 class Relevance:
