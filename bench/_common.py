@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime
 import http.client
 import json
 import os
@@ -42,6 +43,26 @@ from externalip_lab.probe import ask
 _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.01, 0.2  # the same for every figure
+
+
+def now() -> str:
+    """The API's microsecond timestamp format (Lease renewTime, conditions)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def renew_lease(api: Api, leases: dict[str, Any], namespace: str, node: str,
+                duration: int) -> None:
+    """Renew the agent Lease of a simulated node, as the agent does (created
+    on first use); `leases` keeps each Lease's last version between calls."""
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    spec = {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": now()}
+    current = leases.get(node)
+    if current is None:
+        api.create(path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                          "metadata": {"name": node, "namespace": namespace}, "spec": spec})
+        current = api.request("GET", f"{path}/{node}")
+    current["spec"] = spec
+    leases[node] = api.request("PUT", f"{path}/{node}", current)
 
 
 def enter_netns(netns: str) -> None:

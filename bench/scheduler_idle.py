@@ -14,7 +14,6 @@ PYTHONPATH=<that checkout>/src to compare.
 
 from __future__ import annotations
 
-import datetime
 import re
 import signal
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 from _common import (  # type: ignore[import-not-found]
     Api,
     ServiceWatch,
+    now,
+    renew_lease,
     rss_cpu,
     scheduler_bench_plane,
 )
@@ -37,10 +38,6 @@ from externalip_lab.controlplane.server import free_port
 REPO = Path(__file__).resolve().parents[1]
 NS, SVC_NS = "externalip", "idle"
 LEASE_S, RENEW_S, HEARTBEAT_S = 6, 2.0, 10.0
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Cluster:
@@ -75,15 +72,7 @@ class Cluster:
         self.slowest = max(self.slowest, time.monotonic() - start)
 
     def _renew(self, node: str) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
-        spec = {"holderIdentity": node, "leaseDurationSeconds": LEASE_S, "renewTime": now()}
-        current = self.leases.get(node)
-        if current is None:
-            self.api.create(path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                   "metadata": {"name": node, "namespace": NS}, "spec": spec})
-            current = self.api.request("GET", f"{path}/{node}")
-        current["spec"] = spec
-        self.leases[node] = self.api.request("PUT", f"{path}/{node}", current)
+        renew_lease(self.api, self.leases, NS, node, LEASE_S)
         self.renewals += 1
 
     def _leases(self) -> None:

@@ -19,7 +19,6 @@ N LoadBalancer Services are created at once; then:
 
 from __future__ import annotations
 
-import datetime
 import re
 import signal
 import subprocess
@@ -30,7 +29,14 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from _common import Api, ServiceWatch, rss_cpu, scheduler_bench_plane  # type: ignore[import-not-found]
+from _common import (  # type: ignore[import-not-found]
+    Api,
+    ServiceWatch,
+    now,
+    renew_lease,
+    rss_cpu,
+    scheduler_bench_plane,
+)
 
 from externalip_lab.controlplane.server import free_port
 
@@ -38,10 +44,6 @@ NS, SVC_NS = "externalip", "nodes"
 LEASE_S, RENEW_S = 40, 10.0
 CLAIMS = "/apis/ipcontroller.ext/v1/ipclaims"
 IPNODES = "/apis/ipcontroller.ext/v1/ipnodes"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Simulator:
@@ -81,15 +83,7 @@ class Simulator:
                          content_type="application/merge-patch+json")
 
     def _renew(self, node: str) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
-        spec = {"holderIdentity": node, "leaseDurationSeconds": LEASE_S, "renewTime": now()}
-        current = self.leases.get(node)
-        if current is None:
-            self.api.create(path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                   "metadata": {"name": node, "namespace": NS}, "spec": spec})
-            current = self.api.request("GET", f"{path}/{node}")
-        current["spec"] = spec
-        self.leases[node] = self.api.request("PUT", f"{path}/{node}", current)
+        renew_lease(self.api, self.leases, NS, node, LEASE_S)
 
     def _renewals(self) -> None:
         while not self.stop.wait(RENEW_S):
