@@ -16,6 +16,7 @@ from lightkube.resources.core_v1 import Service
 
 from externalip.kube.api import SERVICES, Api
 from externalip_lab.controlplane import ControlPlane
+from externalip_lab.controlplane.server import ControlPlaneError
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     NS,
@@ -112,7 +113,11 @@ async def test_leader_killed_mid_burst_loses_and_doubles_nothing(
     with scheduler(cp, tmp_path, *args, name="s1") as s1, \
             scheduler(cp, tmp_path, *args, name="s2") as s2:
         def holder() -> str:
-            lease = get(cp, "lease", "-n", NS, "externalip-scheduler")
+            # the first candidate creates the Lease: it may not exist yet
+            try:
+                lease = get(cp, "lease", "-n", NS, "externalip-scheduler")
+            except ControlPlaneError:
+                return ""
             return str(lease["spec"].get("holderIdentity") or "")
         wait_for(lambda: bool(holder()), what="a leader")
         leader = s1 if holder().endswith(f"-{s1.pid}") else s2
