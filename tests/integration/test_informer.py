@@ -59,6 +59,7 @@ async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
     crds.apply(_claim(f"{unique}-keep", "192.0.2.11"))
     crds.apply(_claim(f"{unique}-gone", "192.0.2.12"))
     informer = Informer(api, CLAIMS, labels={"test": unique})
+    handed_out = informer.store  # as the scheduler's writer keeps it, before any list
     async with running(informer) as events:
         pass  # synced; the informer is now away (as after a long network outage)
     events.clear()
@@ -73,6 +74,7 @@ async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
         await asyncio.sleep(0.5)
     assert sorted(events) == sorted([(DELETED, f"{unique}-gone"), (ADDED, f"{unique}-new")])
     assert set(informer.store) == {f"{unique}-keep", f"{unique}-new"}
+    assert set(handed_out) == set(informer.store)  # every list refills the same store
 
 
 async def test_watch_survives_an_api_server_restart(crds: ControlPlane, api: Api,

@@ -149,7 +149,13 @@ class Informer:
                 version = page["metadata"]["resourceVersion"]
                 break
             params["continue"] = token
-        old, self.store = self.store, fresh
+        # The same dict, refilled: the scheduler's writer and pool status hold
+        # the store they were given and put their writes' responses in it; a
+        # new dict per list left them writing to, and reading from, the empty
+        # store they got before the first list.
+        old = dict(self.store)
+        self.store.clear()
+        self.store.update(fresh)
         self.resource_version = version
         self.relists += 1
         for key, obj in old.items():
