@@ -57,6 +57,33 @@ def test_problem_reported_and_not_repeated_before_watch_catches_up() -> None:
     assert ledger.due([c], "n1", held=set(), problems={"a": "taken"}, now="T") == out
 
 
+def test_held_written_once_while_its_echo_is_on_the_way() -> None:
+    """Issue 16: one status patch per new claim. A pass a second later, before
+    the watch delivered our write, must not write the claim again with a new
+    `since` (about one claim in ten was written twice under load)."""
+    ledger = StatusLedger()
+    c = claim("a", "192.0.2.5/32", rv="7")
+    out = ledger.due([c], "n1", held={"a"}, problems={}, now="T1")
+    assert out == {"a": ClaimStatus(ready=True, holder="n1", since="T1")}
+    ledger.wrote(c, out["a"])
+    assert ledger.due([c], "n1", held={"a"}, problems={}, now="T2") == {}
+    # a takeover's term is raised once, not once per pass
+    spec = ClaimSpec(cidr="192.0.2.6/32", node_name="n2")
+    taken = Claim("b", spec, ClaimStatus(ready=True, holder="n2", since="T0", term=3),
+                  resource_version="9")
+    (status,) = ledger.due([taken], "n1", held={"b"}, problems={}, now="T1").values()
+    assert status.term == 4 and status.taken_from == "n2"
+    ledger.wrote(taken, status)
+    assert ledger.due([taken], "n1", held={"b"}, problems={}, now="T2") == {}
+    # the echo arrives: nothing more to say
+    echoed = replace(c, status=out["a"], resource_version="8",
+                     conditions=tuple(merge((), status_conditions(c, out["a"]), "T1")))
+    assert ledger.due([echoed], "n1", held={"a"}, problems={}, now="T3") == {}
+    # released later: judged against our write, the release is due
+    assert ledger.due([c], "n1", held=set(), problems={}, now="T3") == {
+        "a": ClaimStatus(ready=False)}
+
+
 def test_node_status_lists_ips_sorted() -> None:
     wants, _ = wants_from_claims([claim("b", "192.0.2.9/32"), claim("a", "192.0.2.10/32")],
                                  "n1", "eth0")

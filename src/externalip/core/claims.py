@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 
 from externalip.core import liveness
 from externalip.core.addresses import IPAddress, IPInterface
@@ -156,7 +157,15 @@ class StatusLedger:
         """Claims whose status must be written, with the new status."""
         out: dict[str, ClaimStatus] = {}
         for claim in claims:
-            want = desired_status(claim, node, claim.name in held,
+            # Judged against our own write while its echo is on the way: against
+            # the stored status, a report in the next second (its claims parsed
+            # before the write returned) found the claim not held yet and wrote
+            # it again with a new `since`: in a burst of new Services, 10-47%
+            # of the claims got a second status patch.
+            written = self._written.get(claim.name)
+            seen = replace(claim, status=written[1]) \
+                if written is not None and written[0] == claim.resource_version else claim
+            want = desired_status(seen, node, claim.name in held,
                                   problems.get(claim.name, ""), now,
                                   conflict=(conflicts or {}).get(claim.name, ""))
             if want is None:
@@ -164,7 +173,7 @@ class StatusLedger:
             if want == claim.status and not differs(claim.conditions,
                                                     status_conditions(claim, want)):
                 continue  # (claims written before conditions existed get them once)
-            if self._written.get(claim.name) == (claim.resource_version, want):
+            if written == (claim.resource_version, want):
                 continue
             out[claim.name] = want
         return out
@@ -192,3 +201,4 @@ def node_status(link: str, held: Iterable[Want], version: str,
         peers=tuple(sorted(peers)),
         node_addresses=tuple(sorted({str(i.ip) for i in own if not special(i.ip)})),
     )
+
