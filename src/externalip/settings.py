@@ -113,6 +113,12 @@ FLAGS: tuple[Flag, ...] = (
          "removes it (make-before-break; docs/maintenance.md)", (AGENT,), duration),
     Flag("resync", 20.0, "full re-sync period (re-adds addresses removed by hand)",
          (AGENT, SIMPLE, SCHEDULER), duration),
+    Flag("status-interval", 10.0,
+         "at most one write per this interval, in a burst of changes, of the statuses that "
+         "count Services: the agent's IpNode address list, the scheduler's pool counts "
+         "(the first change after a quiet interval, and changes readers need at once, such "
+         "as a pool becoming exhausted, are written at once; the latest state always goes "
+         "out); 0 writes every change", (AGENT, SCHEDULER), duration),
     Flag("garp-interval", 0.0,
          "repeat gratuitous ARP / unsolicited NA for held IPs this often; 0 disables",
          (AGENT, SIMPLE), duration),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,3 +152,16 @@ def pool(name: str, cidr: str, ranges: list[list[str]] | None = None,
 def events(cp: ControlPlane, ns: str, name: str) -> list[str]:
     items = get(cp, "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
     return [f"{e['reason']}: {e['message']}" for e in items["items"]]
+
+
+def api_requests(cp: ControlPlane) -> Counter[tuple[str, str]]:
+    """The API server's own count of the requests it served (apiserver_request_total),
+    by verb and resource[/subresource]: take two and subtract."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for line in cp.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            resource = labels.get("resource", "") + (
+                "/" + labels["subresource"] if labels.get("subresource") else "")
+            totals[(labels.get("verb", ""), resource)] += int(float(line.rsplit(" ", 1)[1]))
+    return totals

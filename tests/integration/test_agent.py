@@ -26,6 +26,7 @@ from externalip_lab.controlplane import ControlPlane
 from externalip_lab.netns import Capture, entered, ip
 from tests.helpers import eventually
 from tests.integration.agentrig import NAMESPACE, Rig
+from tests.integration.scheduler_harness import api_requests
 
 pytestmark = [pytest.mark.netns, pytest.mark.integration]
 
@@ -97,7 +98,7 @@ async def test_claims_follow_assignment(rig: Rig, kube: AsyncClient) -> None:
 
     async def inventory_has_it() -> bool:
         return await node_addresses(kube, rig.node_name) == ["192.0.2.50"]
-    assert await until_true(inventory_has_it)
+    assert await until_true(inventory_has_it, 30)  # at the --status-interval pace (10s)
     node = await kube.get(IpNodeResource, rig.node_name)
     assert node["status"]["link"] == rig.dev and node["status"]["agentVersion"]
     # the node's own addresses, for the scheduler never to allocate (issue 12, item 2);
@@ -119,7 +120,7 @@ async def test_claims_follow_assignment(rig: Rig, kube: AsyncClient) -> None:
     await eventually(lambda: "192.0.2.50" not in rig.addresses(), 10, "removed after move")
     async def inventory_empty() -> bool:
         return await node_addresses(kube, rig.node_name) == []
-    assert await until_true(inventory_empty)
+    assert await until_true(inventory_empty, 30)
 
     # deleted: removed
     again = await rig.claim("c", "192.0.2.52/32")
@@ -379,3 +380,37 @@ async def test_the_drained_agent_keeps_the_address_until_the_new_holder_is_ready
     assert waited >= 1.9, waited  # not before the hand-over delay
     assert (await rig.status(name))["holder"] == new  # the new holder's status stands
     assert "going quiet" not in rig.log()  # nobody announced on this wire: the status did it
+
+
+async def test_a_burst_of_claims_costs_one_status_write_each_and_a_paced_inventory(
+        rig: Rig, kube: AsyncClient) -> None:
+    """Issue 16: a burst of new claims costs one status patch per claim, and
+    the IpNode inventory waits for its pace (here longer than the test): it is
+    written once, on SIGTERM, with everything; a pace that runs out writes
+    the latest state by itself."""
+    rig.start("--status-interval=10m")
+
+    async def inventory(expected: set[str]) -> bool:
+        return set(await node_addresses(kube, rig.node_name)) == expected
+    assert await until_true(lambda: inventory(set()), 30)  # the first write: at once
+    before = api_requests(rig.cp)
+    wanted = {f"192.0.2.{100 + i}" for i in range(20)}
+    names = await asyncio.gather(*(rig.claim(f"b{i}", f"{vip}/32")
+                                   for i, vip in enumerate(sorted(wanted))))
+    await eventually(lambda: wanted <= set(rig.addresses()), 30, "the burst on the interface")
+
+    async def all_ready() -> bool:
+        return all([(await rig.status(n)).get("ready") for n in names])
+    assert await until_true(all_ready, 30)
+    assert await inventory(set())  # held back by the pace, on purpose
+    assert rig.stop(signal.SIGTERM) == 0
+    assert await inventory(wanted)  # the stopping agent wrote what it held back
+    writes = api_requests(rig.cp) - before
+    assert writes[("PATCH", "ipclaims/status")] == len(names), writes
+    assert writes[("PATCH", "ipnodes/status")] == 1, writes
+
+    # restarted with a short pace: half the claims go, the inventory follows by itself
+    rig.start("--status-interval=1s")
+    for name in names[:10]:
+        await kube.delete(IpClaimResource, name)
+    assert await until_true(lambda: inventory(set(sorted(wanted)[10:])), 30)

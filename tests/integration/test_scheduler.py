@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from externalip_lab.controlplane import ControlPlane
 from tests.helpers import wait_for
 from tests.integration.scheduler_harness import (
     FakeAgents,
+    api_requests,
     apply,
     claims,
     events,
@@ -187,3 +189,30 @@ def test_invalid_pool_gets_a_condition_not_a_crash(clean: ControlPlane, agents: 
         wait_for(lambda: condition().get("status") == "False", what="Valid=False")
         assert "reversed" in condition()["message"]
         assert proc.poll() is None
+
+
+def test_pool_counts_wait_for_their_pace_and_exhaustion_does_not(
+        clean: ControlPlane, agents: FakeAgents, unique: str, tmp_path: Path) -> None:
+    """Issue 16: Services allocated one after another do not each rewrite the
+    pool's counts (the pace here is longer than the test); the pool running out
+    is written at once, with the counts of that moment."""
+    cp = clean
+    apply(cp, pool("paced", "192.0.2.0/24", [["192.0.2.100", "192.0.2.105"]]))
+    with scheduler(cp, tmp_path, "--status-interval=10m"):
+        def status() -> dict[str, Any]:
+            return dict(get(cp, "ipclaimpool", "paced").get("status") or {})
+        wait_for(lambda: status().get("free") == 6, what="the pool's first status")
+        before = api_requests(cp)
+        for i in range(5):  # one at a time: a pass each
+            apply(cp, lb_service(unique, f"s{i}"))
+            wait_ingress(cp, unique, f"s{i}")
+        assert (status()["used"], status()["free"]) == (0, 6)  # held back, on purpose
+        apply(cp, lb_service(unique, "last"))
+        wait_for(lambda: get_condition(status(), "Exhausted") == "True", what="Exhausted")
+        assert (status()["total"], status()["used"], status()["free"]) == (6, 6, 0)
+        writes = api_requests(cp) - before
+        assert writes[("PATCH", "ipclaimpools/status")] == 1, writes
+
+
+def get_condition(status: dict[str, Any], kind: str) -> str:
+    return next((c["status"] for c in status.get("conditions") or () if c["type"] == kind), "")

@@ -18,20 +18,21 @@ Lifecycle (docs/agent.md has the reasoning):
   keeps its cache and retries); lifetimes keep being refreshed.
 - SIGTERM: stop refreshing and leave; addresses and Lease stay, so an agent
   back within the lifetime adopts them without a gap, and a removed agent's
-  addresses expire on their own.
+  addresses expire on their own. The IpNode gets the inventory change its
+  pace held back, if any (agent.inventory).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 from externalip import API_GROUP, API_VERSION, __version__, log
 from externalip.agent.conflicts import Conflicts
 from externalip.agent.failover import Failover
+from externalip.agent.inventory import Inventory
 from externalip.core.addresses import IPAddress, IPInterface
 from externalip.core.claims import (
     StatusLedger,
@@ -43,8 +44,8 @@ from externalip.core.conditions import merge
 from externalip.core.fence import Fence
 from externalip.core.handover import Handover
 from externalip.core.holding import Want, may_hold
-from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, NodeStatus, role_label
-from externalip.kube.api import CLAIMS, IPNODES, Api, ApiError, ConflictError, NotFoundError
+from externalip.core.model import MESSAGE_MAX, Claim, ClaimStatus, role_label
+from externalip.kube.api import CLAIMS, Api, ApiError, NotFoundError
 from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import Informer
 from externalip.kube.leases import NodeLease
@@ -99,9 +100,8 @@ class Agent:
         self.reconciled = False
         self._statuses = StatusLedger()
         self._problems: dict[str, str] = {}
-        self._node_status: NodeStatus | None = None
+        self.inventory = Inventory(api, self.node, opts.status_interval, self.report_kick.set)
         self._own: tuple[IPInterface, ...] = ()  # the node's own addresses, for the IpNode
-        self._ipnode_exists = False
         self.fenced = False
         self.fence = Fence()
         self.conflicts = Conflicts(probe if opts.probe else None)
@@ -198,7 +198,8 @@ class Agent:
         return list(parsed.values())
 
     async def report(self) -> None:
-        """Write what the last reconcile found: Events, claim statuses, IpNode."""
+        """Write what the last reconcile found: Events, claim statuses, IpNode
+        (the IpNode at its own pace: agent.inventory)."""
         if self._report is None:
             return
         claims, held_wants, problems = self._report
@@ -207,7 +208,9 @@ class Agent:
         held = {owner for want in held_wants for owner in want.owners}
         await self._write_statuses(claims, held, problems)
         await self._report_conflicts()
-        await self._write_node_status(held_wants)
+        await self.inventory.report(node_status(
+            self.opts.iface, held_wants, __version__, self._own,
+            self.failover.heard() if self.failover else ()))
 
     async def _report_alarms(self) -> None:
         """A known peer's heartbeats fail authentication: say so where people look."""
@@ -312,32 +315,6 @@ class Agent:
 
         await asyncio.gather(*(write(name, status) for name, status in writes.items()))
         self._statuses.keep(by_name)
-
-    async def _write_node_status(self, held: tuple[Want, ...]) -> None:
-        status = node_status(self.opts.iface, held, __version__, self._own,
-                             self.failover.heard() if self.failover else ())
-        if status == self._node_status:
-            return
-        try:
-            await self._ensure_ipnode()
-            await self.api.merge_patch(IPNODES, self.node, {"status": status.to_dict()},
-                                       subresource="status")
-        except (ApiError, OSError) as exc:
-            if isinstance(exc, NotFoundError):
-                self._ipnode_exists = False  # deleted by someone: create it again next time
-            RECONCILE_ERRORS.labels("ipnode").inc()
-            _log.warning("cannot write IpNode status", node=self.node, error=str(exc))
-            return
-        self._node_status = status
-
-    async def _ensure_ipnode(self) -> None:
-        if self._ipnode_exists:
-            return
-        body = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "IpNode",
-                "metadata": {"name": self.node}, "spec": {}}
-        with contextlib.suppress(ConflictError):  # it exists: what we wanted
-            await self.api.create(IPNODES, body)
-        self._ipnode_exists = True
 
     # --- liveness ------------------------------------------------------------
     def after_beat(self, renewed: bool) -> None:

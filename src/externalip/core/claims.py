@@ -202,3 +202,37 @@ def node_status(link: str, held: Iterable[Want], version: str,
         node_addresses=tuple(sorted({str(i.ip) for i in own if not special(i.ip)})),
     )
 
+
+def inventory_urgent(written: NodeStatus | None, status: NodeStatus) -> bool:
+    """Whether an inventory change goes out at once rather than at the
+    --status-interval pace (agent.inventory). Its readers, and why:
+
+    - `nodeAddresses`: the scheduler never gives a node's own address to a
+      Service (core.views.node_addresses); a new one must be known before
+      it could be handed out. At once (changes with the node, not Services).
+    - `peers`: the scheduler's backstop keeps a node alive while a live
+      peer hears it (core.liveness.backstop_alive); one no peer hears any
+      more must not outlive its Lease by an interval. At once (changes with
+      membership, not Services). `link` and `agentVersion` likewise.
+    - `addresses`, the part that grows with Services, may wait:
+      - the scheduler's `held` (core.allocator.held_elsewhere) guards an
+        address whose claim is gone but which a node cut off from the API
+        still holds. While the claim exists, the claim reserves the address
+        itself. An addition reported late leaves one interval in which a
+        node cut off right after adding would not be known to hold it; the
+        agent's probe before a first placement (--probe, on by default)
+        refuses such an address on the next node, as it refuses any address
+        another host answers for. A removal reported late keeps the address
+        reserved that much longer: the safe side (a Service asking for that
+        very address waits, with AddressStillHeld, until it is reported).
+      - `externalip status` (the HOLDS column) and `externalip drain --wait`
+        (done when the node holds nothing) see it up to an interval late.
+      Only bursts are paced: the first change after a quiet interval is
+      written at once, so a single Service deleted or created is reported
+      as promptly as before.
+    - the first write of an agent (`written` None) creates the IpNode: at once.
+    """
+    if written is None:
+        return True
+    return (written.node_addresses, written.peers, written.link, written.agent_version) != (
+        status.node_addresses, status.peers, status.link, status.agent_version)

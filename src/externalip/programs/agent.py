@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 
 from externalip import __version__, log
 from externalip.agent.controller import Agent
@@ -24,6 +25,7 @@ from externalip.net.nftfence import Fence, FenceError
 from externalip.programs.run import close_all, port_guard, serve_endpoints, until_signal
 
 _log = log.get(__name__)
+FLUSH_WITHIN = 2.0  # seconds the last IpNode write may hold up a stopping agent
 
 
 async def run(opts: argparse.Namespace) -> int:
@@ -65,6 +67,8 @@ async def run(opts: argparse.Namespace) -> int:
         heartbeats.stop()
         if code == 0:  # SIGTERM: a restart (a rolled DaemonSet) moves nothing
             heartbeats.farewell(restart_grace(opts))
+    with contextlib.suppress(TimeoutError):  # the API may be what is gone
+        await asyncio.wait_for(agent.inventory.flush(), FLUSH_WITHIN)
     # Leave the addresses and the Lease as they are (see the module docstring).
     _log.info("agent stopping; addresses are left to expire or to be adopted",
               held=len(holder.held), lifetime=opts.addr_lifetime)

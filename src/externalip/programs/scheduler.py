@@ -40,7 +40,8 @@ async def run(opts: argparse.Namespace) -> int:
         api,
         Options(namespace=opts.namespace, mask4=opts.mask, mask6=opts.mask6,
                 policy=opts.nodefilter, monitor=opts.monitor,
-                lb_class=opts.load_balancer_class, default_class=opts.default_class),
+                lb_class=opts.load_balancer_class, default_class=opts.default_class,
+                status_interval=opts.status_interval),
         is_leader=(lambda: elector.is_leader) if elector else (lambda: True))
     if elector is None:
         metrics.LEADER.set(1)

@@ -21,9 +21,8 @@ from typing import Any
 
 from externalip import log
 from externalip.core import desired, liveness, notices, placement, views
-from externalip.core.addresses import claim_ip
 from externalip.core.model import Claim, Pool
-from externalip.core.pools import AddressPool, PoolError, build, usage
+from externalip.core.pools import AddressPool, PoolError, build
 from externalip.kube.api import (
     CLAIMS,
     ENDPOINT_SLICES,
@@ -38,12 +37,12 @@ from externalip.kube.events import WARNING, EventRecorder, ObjectRef
 from externalip.kube.informer import DELETED, Informer
 from externalip.kube.leases import LeaseTracker
 from externalip.kube.paths import object_key
-from externalip.kube.times import now_rfc3339
 from externalip.loops import guarded
 from externalip.scheduler import health, metrics, relevance, slim
 from externalip.scheduler.backoff import Backoff
 from externalip.scheduler.conflicts import Conflicts
 from externalip.scheduler.memo import Memo
+from externalip.scheduler.poolstatus import PoolStatus
 from externalip.scheduler.refusals import Refusals
 from externalip.scheduler.writer import Writer
 
@@ -63,6 +62,7 @@ class Options:
     monitor: float = 4.0
     lb_class: str = "externalip.io/lb"
     default_class: bool = True
+    status_interval: float = 10.0  # pool status pace (scheduler.poolstatus); 0: every change
 
 
 class Scheduler:
@@ -110,7 +110,8 @@ class Scheduler:
                              pools=self.pools.store, may_write=is_leader,
                              allocated=self.clock.written)
         self._last_events: set[desired.Event] = set()
-        self._pools_shown: set[str] = set()  # label values with series, to prune
+        self.pool_status = PoolStatus(self.writer, self.recorder, self.pools.store,
+                                      interval=opts.status_interval, wake=self._wake.set)
         self._nodes_shown: set[str] = set()
 
     def _waker(self, seen: relevance.Relevance) -> Callable[[str, dict[str, Any]], None]:
@@ -225,7 +226,7 @@ class Scheduler:
             await self.writer.apply(todo)
         self.backoff.record(todo, plan, self.claims.store, self.services.store)
         await self._emit(notices.fold_warnings(plan.events))
-        await self._pool_status(pools, broken, world)
+        await self.pool_status.write(pools, broken, world)
         draining = self._draining()
         await self._mirror_draining(draining)
         await health.write(self.writer, self.ipnodes.store, self._alive(), world, plan)
@@ -279,40 +280,6 @@ class Scheduler:
                       message=event.message)
         self._last_events = current
 
-    async def _pool_status(self, pools: list[AddressPool], broken: dict[str, str],
-                           world: desired.World) -> None:
-        addresses = [claim_ip(c.spec.cidr) for c in world.claims.values()]
-        wanted: dict[str, dict[str, Any]] = {}
-        for pool in pools:
-            use = usage(pool, addresses)
-            wanted[pool.name] = {"total": use.total, "used": use.used, "free": use.free,
-                                 "conditions": [_condition("Valid", True, "PoolValid",
-                                                           "addresses can be allocated"),
-                                                _exhausted(use.free)]}
-            metrics.POOL_SIZE.labels(pool.name).set(use.total)
-            metrics.POOL_USED.labels(pool.name).set(use.used)
-        for gauge in (metrics.POOL_SIZE, metrics.POOL_USED):
-            metrics.prune(gauge, self._pools_shown, [p.name for p in pools])
-        self._pools_shown = {p.name for p in pools}
-        for name, message in broken.items():
-            wanted[name] = {"total": 0, "used": 0, "free": 0,
-                            "conditions": [_condition("Valid", False, "InvalidSpec", message)]}
-        for name, status in wanted.items():
-            obj = self.pools.store.get(name)
-            if obj is None or _same_status(obj.get("status") or {}, status):
-                continue
-            previous = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or ()}
-            for cond in status["conditions"]:
-                old = previous.get(cond["type"])
-                if old and old.get("status") == cond["status"]:
-                    cond["lastTransitionTime"] = old.get("lastTransitionTime")
-            if name in broken:
-                await self.recorder.emit(ObjectRef("ipcontroller.ext/v1", "IpClaimPool", name,
-                                                   uid=obj["metadata"].get("uid", "")),
-                                         WARNING, "InvalidSpec", broken[name])
-                _log.warning("pool unusable", pool=name, error=broken[name])
-            await self.writer.patch_pool_status(name, status)
-
     def _metrics(self, world: desired.World) -> None:
         per_node: dict[str, int] = dict.fromkeys(self.nodes.store, 0)
         for claim in world.claims.values():
@@ -322,25 +289,3 @@ class Scheduler:
             metrics.CLAIMS_PER_NODE.labels(node).set(count)
         metrics.prune(metrics.CLAIMS_PER_NODE, self._nodes_shown, per_node)
         self._nodes_shown = set(per_node)
-
-
-def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
-    return {"type": kind, "status": "True" if ok else "False", "reason": reason,
-            "message": message, "lastTransitionTime": now_rfc3339()}
-
-
-def _exhausted(free: int) -> dict[str, Any]:
-    # a constant message: the count is in status.free, and a message that
-    # changed per allocation would make every allocation rewrite the condition
-    if free:
-        return _condition("Exhausted", False, "FreeAddresses", "addresses are free")
-    return _condition("Exhausted", True, "NoFreeAddress",
-                      "every address is taken: new Services of this pool wait")
-
-
-def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    def core(s: dict[str, Any]) -> Any:
-        return (s.get("total"), s.get("used"), s.get("free"),
-                [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-                 for c in s.get("conditions") or ()])
-    return bool(core(old) == core(new))
