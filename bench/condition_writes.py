@@ -3,8 +3,10 @@
     sudo .venv/bin/python bench/condition_writes.py [SERVICES]
 
 Creates SERVICES LoadBalancer Services at once (default 50) in a 3-node lab,
-waits until every Service's `externalip.io/AddressAssigned` condition is
-True and every claim's `Ready` condition is True, then prints:
+from a pool of their own (198.19.128.0/17, as bench/side_by_side.py's scale
+pool: the lab's own pool holds 51 addresses), waits until every Service's
+`externalip.io/AddressAssigned` condition is True and every claim's `Ready`
+condition is True, then prints:
 - the API requests per Service of all our programs, by verb and resource
   (apiserver_request_total, minus this script's own): the conditions must
   add none (one Service status patch per Service, one claim status patch);
@@ -23,6 +25,7 @@ import time
 from collections import Counter
 
 from _common import Api
+from _impls import SCALE_CIDR, SCALE_RANGE
 
 from externalip_lab.lab import Lab
 
@@ -31,7 +34,9 @@ READ = {"GET", "LIST", "WATCH"}
 
 
 def lb(name: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS,
+                         "annotations": {"externalip.io/pool": NS}},
             "spec": {"type": "LoadBalancer", "ports": [{"port": 80}],
                      "allocateLoadBalancerNodePorts": False}}
 
@@ -45,6 +50,15 @@ def done(api: Api, n: int) -> bool:
     ready = sum(any(c["type"] == "Ready" and c["status"] == "True"
                     for c in (c.get("status") or {}).get("conditions") or ()) for c in claims)
     return assigned == n and ready >= n
+
+
+def settled(api: Api, n: int) -> bool:
+    """The statuses that may be held back (--status-interval) say it all: the
+    pool counts every address, the agents' IpNodes list every one."""
+    pool = api.request("GET", f"/apis/ipcontroller.ext/v1/ipclaimpools/{NS}")
+    nodes = api.request("GET", "/apis/ipcontroller.ext/v1/ipnodes")["items"]
+    held = sum(len((o.get("status") or {}).get("addresses") or ()) for o in nodes)
+    return bool((pool.get("status") or {}).get("used") == n and held == n)
 
 
 def histogram(text: str, name: str) -> tuple[float, float]:
@@ -68,6 +82,9 @@ def main(n: int) -> None:
         assert lab.cp is not None
         api = Api(lab.cp)
         lab.cp.ensure_namespace(NS)
+        api.create("/apis/ipcontroller.ext/v1/ipclaimpools", {
+            "apiVersion": "ipcontroller.ext/v1", "kind": "IpClaimPool", "metadata": {"name": NS},
+            "spec": {"cidr": SCALE_CIDR, "ranges": [list(SCALE_RANGE)], "autoAssign": False}})
         time.sleep(5)  # past the start-up writes (IpNodes, Healthy conditions, pool status)
         before, own = api.metrics(), Counter(api.own)
         started = time.monotonic()
@@ -78,14 +95,22 @@ def main(n: int) -> None:
                 raise TimeoutError("not every Service got a True condition in 300 s")
             time.sleep(0.5)
         elapsed = time.monotonic() - started
-        time.sleep(3)  # trailing writes (pool status, Events) land
+        while not settled(api, n):  # the writes held back are part of the cost
+            if time.monotonic() - started > 600:
+                raise TimeoutError("pool and IpNode statuses not complete in 600 s")
+            time.sleep(0.5)
+        settle = time.monotonic() - started
+        time.sleep(3)  # trailing writes (Events) land
         delta = api.others_requests(before, own)
-        print(f"{n} LoadBalancer Services: all assigned and held in {elapsed:.1f} s")
+        print(f"{n} LoadBalancer Services: all assigned and held in {elapsed:.1f} s, "
+              f"pool and IpNode statuses complete in {settle:.1f} s")
         writes = {k: v for k, v in delta.items() if k[0] not in READ}
         for (verb, resource), count in sorted(writes.items()):
             print(f"  {verb} {resource}: {count / n:.2f} per Service")
         print(f"  all writes: {sum(writes.values()) / n:.2f} per Service; all requests "
-              f"(reads too): {sum(delta.values()) / n:.2f}")
+              f"(reads too): {sum(delta.values()) / n:.2f}; all requests but Lease "
+              f"requests (elections, renewals: a fixed cost per second): "
+              f"{sum(v for k, v in delta.items() if k[1] != 'leases') / n:.2f}")
         for name, proc in lab.procs.items():
             if not name.startswith("scheduler-"):
                 continue
