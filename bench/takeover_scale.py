@@ -38,6 +38,9 @@ from externalip_lab.topology import CLIENT4, ip
 
 CLAIMS = "/apis/ipcontroller.ext/v1/ipclaims"
 ROUND = 0.1  # seconds between the starts of two probe rounds (the resolution)
+# Outside the lab's pod subnets (198.18.0.0/16) and Service range (198.19.0.0/18):
+# 10,000 addresses from here would otherwise shadow pods and cluster IPs.
+FIRST = ipaddress.ip_address("198.19.128.1")
 
 
 def claim_body(name: str, cidr: str, node: str, standbys: list[str]) -> dict[str, Any]:
@@ -55,7 +58,7 @@ def placement(nodes: list[str], count: int) -> dict[str, tuple[str, str, list[st
         others = [n for n in nodes if n != node]
         if (i // len(nodes)) % 2:
             others.reverse()
-        out[f"tk-{i}"] = (f"{ipaddress.ip_address('198.18.0.1') + i}/32", node, others)
+        out[f"tk-{i}"] = (f"{FIRST + i}/32", node, others)
     return out
 
 

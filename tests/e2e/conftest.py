@@ -5,16 +5,19 @@ Services over the wire: every answer comes from a pod through kube-proxy."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from externalip_lab.lab import Lab
+from externalip_lab.netns import entered
 from externalip_lab.topology import leftover_namespaces
+from tests.helpers import wait_for
 
 NS = "e2e"
 APP = "web"  # the app of the pod every node runs
@@ -35,6 +38,24 @@ def running_lab(nodes: int = 3, **options: Any) -> Iterator[Lab]:
         assert leftover_namespaces(lab.prefix) == []
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed end-to-end test carries the tail of every agent's and scheduler's log in
+    its report: CI keeps nothing else of a lab, and most failures are timing."""
+    report = yield
+    lab = getattr(item, "funcargs", {}).get("healthy") or getattr(item, "funcargs", {}).get("lab")
+    if report.failed and isinstance(lab, Lab):
+        for path in sorted([*lab.dir.glob("agent-*.log"), *lab.dir.glob("scheduler-*.log")]):
+            tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+            report.sections.append((f"lab log {path.name} (last {LOG_TAIL} lines)",
+                                    "\n".join(tail)))
+    return report
+
+
+LOG_TAIL = 40
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     # a short Lease, so the tests see the slow backstop act (or not) in seconds
@@ -43,13 +64,36 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def healthy(lab: Lab) -> Iterator[Lab]:
-    """A test that breaks nodes or programs gets them back afterwards."""
+    """A test that breaks nodes or programs gets them back afterwards, every
+    agent ready again (its fence armed: heard by its peers) before the next
+    test: an agent still starting is neither a standby that takes over nor a
+    peer that confirms the others, and the next test would meet a cluster
+    with a node missing."""
     yield lab
     for node in lab.node_names:
         lab.restore_node(node)
     for i in (1, 2):
         if f"scheduler-{i}" not in lab.procs:
             lab.start_scheduler(i)
+    wait_for(lambda: all(agent_get(lab, n, "/readyz")[0] == 200 for n in lab.node_names),
+             within=60, what="every agent ready")
+
+
+def agent_get(lab: Lab, node: str, path: str) -> tuple[int, str]:
+    """GET path from the agent's endpoint inside its node (status 0: no answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", AGENT_PORT, timeout=5)
+    try:
+        with entered(lab.topology.node_ns(node)):  # the socket is made in the node
+            conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, answer.read().decode()
+    except (OSError, http.client.HTTPException):
+        return 0, ""
+    finally:
+        conn.close()
+
+
+AGENT_PORT = 9440  # the lab's --metrics-addr for agents
 
 
 def service(name: str, *, lb: bool = True, external_ips: list[str] | None = None,

@@ -16,7 +16,15 @@ import pytest
 
 from externalip_lab.lab import Lab
 from externalip_lab.topology import node_addresses
-from tests.e2e.conftest import NS, claims, get, service, wait_ingress, wait_reachable
+from tests.e2e.conftest import (
+    NS,
+    agent_get,
+    claims,
+    get,
+    service,
+    wait_ingress,
+    wait_reachable,
+)
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.netns]
@@ -54,10 +62,7 @@ def mac_of(lab: Lab, node: str) -> str:
 
 def takeovers(lab: Lab, node: str) -> tuple[float, float]:
     """(count, sum) of the node agent's externalip_takeover_seconds, read where it listens."""
-    code = ("import urllib.request; print(urllib.request.urlopen("
-            "'http://127.0.0.1:9440/metrics', timeout=10).read().decode())")
-    page = subprocess.run(["ip", "netns", "exec", lab.topology.node_ns(node), sys.executable,
-                           "-c", code], capture_output=True, text=True, check=False).stdout
+    page = agent_get(lab, node, "/metrics")[1]
     found = {line.split()[0]: float(line.split()[1]) for line in page.splitlines()
              if line.startswith("externalip_takeover_seconds_")}
     return (found.get("externalip_takeover_seconds_count", 0.0),
@@ -97,6 +102,9 @@ def test_ip_moves_to_another_node_and_one_mac_answers(healthy: Lab, fault: str) 
         assert 0 <= total - before[other][1] < time.monotonic() - started
         wait_for(lambda: claims(lab)[f"{ip.replace('.', '-')}-32"]["spec"]["nodeName"] == other,
                  within=30, what=f"the takeover by {other} recorded in the claim")
+        if fault == "link-down":  # cut off from its peers, it says it serves nothing
+            wait_for(lambda: agent_get(lab, node, "/readyz")[0] == 503, within=10,
+                     what=f"{node}'s agent not ready while its link is down")
         if fault in ("agent-sigkill", "agent-sigterm"):
             # the dead agent's address goes with its lifetime: no lingering holder
             wait_for(lambda: lab.holders(ip) == [other], within=60,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import signal
@@ -20,7 +21,7 @@ from lightkube.types import PatchType
 
 from externalip.core.model import NODE_LABEL, ClaimSpec, claim_labels
 from externalip.kube.resources import IpClaimResource, IpNodeResource
-from externalip.net.announce import ARP_REPLY, ARP_REQUEST, parse_arp, parse_na
+from externalip.net.announce import ARP_REPLY, ARP_REQUEST, arp_frame, parse_arp, parse_na
 from externalip_lab.apiproxy import ApiProxy
 from externalip_lab.controlplane import ControlPlane
 from externalip_lab.netns import Capture, entered, ip
@@ -250,6 +251,33 @@ async def test_api_loss_keeps_addresses_by_default(rig: Rig) -> None:
     reconnect(rig)
     await eventually(lambda: "192.0.2.110" not in rig.addresses(), 40,
                      "moved claim removed once the API is back")
+
+
+async def test_a_healed_agent_reads_the_claims_before_it_holds_a_yielded_address(
+        rig: Rig) -> None:
+    """Issue 12, item 1, without heartbeat keys (the Lease fence): cut off from
+    the API, the agent yields an address another MAC announces; once its Lease
+    renews it must not take the address back on the claims it had before the
+    cut (they say "ours"), but only on claims read since. (A 3 s lifetime: a
+    pass every second, so one runs between the renewal and the watch's return.)"""
+    rig.start("--lease-duration=2s", "--hb=0.5s", "--addr-lifetime=3s")
+    name = await rig.claim("a", "192.0.2.112/32")
+    await eventually(lambda: "192.0.2.112" in rig.addresses(), 30, "claim added")
+    rig.proxy.stop()
+    await rig.move(name, f"{rig.prefix}-elsewhere")  # the scheduler moved it meanwhile
+    await asyncio.sleep(2.5)  # renewals failing: a foreign announcement means "moved"
+    with entered(rig.client):
+        sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    with sender:
+        sender.bind((rig.cdev, 0))
+        foreign = arp_frame(b"\x02\x00\x00\x00\x00\x99", ipaddress.IPv4Address("192.0.2.112"),
+                            ARP_REQUEST)
+        sender.send(foreign)
+    await eventually(lambda: "192.0.2.112" not in rig.addresses(), 10, "yielded")
+    reconnect(rig)  # the Lease renews within --hb; the claims' watch within its backoff
+    await asyncio.sleep(8)  # (at most 5 s)
+    assert rig.log().count("address added") == 1, "a yielded address came back on stale claims"
+    assert "192.0.2.112" not in rig.addresses()
 
 
 async def test_api_loss_release_lets_go_after_lease_duration(rig: Rig) -> None:

@@ -198,6 +198,32 @@ def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> N
     assert after.hears == {"node3"} and after.starved
 
 
+def test_a_view_taken_while_the_thread_is_stalled_accuses_nobody(seg: Segment) -> None:
+    """The event loop asks for views between ticks. While the heartbeat thread
+    is stuck, beats queue up unread: a view dated now would show a live peer
+    silent for longer than the detection window. It must be the last tick's
+    view, and say that we are starved, so no verdict is drawn from it."""
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall_once(view: PeerView) -> None:
+        if "node2" in view.hears and not stalled.is_set():
+            stalled.set()
+            release.wait(10)  # the heartbeat thread is stuck here
+
+    seg.run("node1", on_change=stall_once)
+    seg.run("node2")
+    try:
+        assert stalled.wait(10)
+        time.sleep(TIMINGS["detect"] + 0.5)  # node2 beats on; node1 reads nothing
+        view = seg.beats["node1"].view()
+    finally:
+        release.set()
+    assert view.starved
+    assert view.at - view.peers["node2"].heard_at <= TIMINGS["detect"]
+    wait_for(lambda: not seg.beats["node1"].view().starved)
+    assert seg.fresh("node1") == {"node2"}
+
+
 def test_fence_follows_may_hold(seg: Segment) -> None:
     ns = seg.topo.node_ns("node1")
     with entered(ns):

@@ -114,21 +114,33 @@ def test_pool_namespaces_hold_for_named_pools_requests_and_sharing(
 
 def test_pool_service_selector_holds_for_named_pools_and_requests(
         clean: ControlPlane, agents: FakeAgents, unique: str, tmp_path: Path) -> None:
-    """Item 3, `serviceSelector`."""
+    """Item 3, `serviceSelector`: the named pool, a requested address and a
+    sharing key from a Service the selector does not match all fail to reach
+    gold's addresses (a Service joins a shared address only if it could have
+    been given it itself)."""
     cp = clean
     apply(cp, pool("gold", "203.0.113.0/24", [["203.0.113.10", "203.0.113.19"]],
-                   serviceSelector={"matchLabels": {"tier": "gold"}}))
-    gold = lb_service(unique, "gold")
+                   autoAssign=False, serviceSelector={"matchLabels": {"tier": "gold"}}),
+          pool("open", "192.0.2.0/24", [["192.0.2.10", "192.0.2.19"]]))
+    gold = lb_service(unique, "gold", annotations={"externalip.io/pool": "gold",
+                                                   "externalip.io/sharing-key": "k"})
     gold["metadata"]["labels"] = {"tier": "gold"}
+    sharer = lb_service(unique, "sharer", annotations={"externalip.io/sharing-key": "k"})
+    sharer["spec"]["ports"] = [{"port": 443, "protocol": "TCP"}]
     with scheduler(cp, tmp_path):
-        apply(cp, gold, lb_service(unique, "named", annotations={"externalip.io/pool": "gold"}),
-              lb_service(unique, "requested",
-                         annotations={"externalip.io/ips": "203.0.113.15"}))
+        apply(cp, gold)
         assert wait_ingress(cp, unique, "gold") == "203.0.113.10"
+        apply(cp, lb_service(unique, "named", annotations={"externalip.io/pool": "gold"}),
+              lb_service(unique, "requested",
+                         annotations={"externalip.io/ips": "203.0.113.15"}),
+              sharer)
+        assert wait_ingress(cp, unique, "sharer") == "192.0.2.10"  # its own, from "open"
         wait_for(lambda: warned(cp, unique, "named", "NoPool"), what="NoPool on named")
         wait_for(lambda: warned(cp, unique, "requested", "PoolForbidden"),
                  what="PoolForbidden on requested")
-        assert set(claims(cp)) == {"203-0-113-10-32"}
+        assert ingress(cp, unique, "named") == [] and ingress(cp, unique, "requested") == []
+        assert claims(cp)["203-0-113-10-32"]["spec"]["services"] == [f"{unique}/gold"]
+        assert set(claims(cp)) == {"203-0-113-10-32", "192-0-2-10-32"}
 
 
 def test_invalid_input_is_refused_before_allocating_with_one_warning(

@@ -79,12 +79,8 @@ def _status_patch(claim: Claim, status: ClaimStatus, now: str) -> dict[str, Any]
 class Agent:
     def __init__(self, opts: argparse.Namespace, api: Api, holder: AddressHolder,
                  failover: Failover | None = None, guard: PortGuard | None = None):
-        self.opts = opts
-        self.node: str = opts.hostname
-        self.api = api
-        self.holder = holder
-        self.failover = failover
-        self.guard = guard
+        self.opts, self.node, self.api = opts, str(opts.hostname), api
+        self.holder, self.failover, self.guard = holder, failover, guard
         # the claims this node holds and those it stands by for (to take them
         # over without the API), in one watch
         self.claims = Informer(api, CLAIMS, labels={role_label(self.node): ""})
@@ -133,10 +129,8 @@ class Agent:
             # leave now, not at the next periodic pass.
             await self.holder.adopt()
             await self.claims.wait_synced()
-        rearming = self.failover is not None and self.failover.may_rearm()
-        if rearming:
-            # The fence opens again only on claims read after it lapsed: a
-            # watch that was stalled with us may still owe the takeovers.
+        rearming = self._contact_back()
+        if rearming:  # a watch stalled with us may still owe the moves
             await self.claims.relist()
         claims = self._parse_claims()
         step = self.handover.step(claims, self.node, time.monotonic())
@@ -171,6 +165,13 @@ class Agent:
         self._report = (claims, result.held, {**invalid, **result.problems})
         self.report_kick.set()
         self.reconciled = True
+
+    def _contact_back(self) -> bool:
+        """Cut off, and free to act again (the fence may re-arm; without heartbeats, renewals
+        pass while we yield what others took): our claims predate the cut, re-read them."""
+        if self.failover is not None:
+            return self.failover.may_rearm()
+        return bool(self.fence.yielded) and self.renewing()
 
     def _release_after(self, due: float | None) -> None:
         """Reconcile again when the next handed-over address is due to go."""
@@ -236,9 +237,8 @@ class Agent:
                       node=self.node, address=str(ip), mac=mac.hex(":"))
             self.kick.set()
         elif self.fence.heard(ip, self.holder.held, self.renewing()):
-            _log.warning("another node announced our address while we are cut off from "
-                         "the API; yielding it", node=self.node, address=str(ip),
-                         mac=mac.hex(":"))
+            _log.warning("another node announced our address while we are cut off from the "
+                         "API; yielding it", node=self.node, address=str(ip), mac=mac.hex(":"))
             self.kick.set()
         elif self.renewing():
             held = [w for w in self.holder.held if w.interface.ip == ip and not w.handover]
@@ -249,8 +249,7 @@ class Agent:
                 self.report_kick.set()
 
     async def first_sync(self) -> None:
-        """Reconcile as soon as the claim list is known, even if it is empty:
-        a restarted agent must let go of addresses that moved while it was away."""
+        """Reconcile once the claims are listed, even none: let go of what moved meanwhile."""
         await self.claims.wait_synced()
         self.kick.set()
         await asyncio.Event().wait()  # a job of until_signal: returning would stop the agent

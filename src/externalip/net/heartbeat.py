@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -118,6 +118,7 @@ class Heartbeats:
         self._seq = 0
         self._holding = True  # so a first "may not hold" lapses what an earlier run left
         self._started = float("inf")
+        self._snapshot: PeerView | None = None  # the latest tick's view
 
     def start(self) -> None:
         try:
@@ -126,7 +127,7 @@ class Heartbeats:
             raise OSError(err.errno, f"heartbeats on link {self.link!r}, port {self.port}: "
                                      f"{err.strerror or err}") from err
         self._stop.clear()
-        self._started = time.monotonic()
+        self._started, self._snapshot = time.monotonic(), None
         self._thread = threading.Thread(target=self._run, name=f"heartbeats-{self.link}",
                                         daemon=True)
         self._thread.start()
@@ -164,14 +165,29 @@ class Heartbeats:
         sock, self._target = beat_socket(self.link, self.port)
         with sock:
             self._sock = sock
+            with self._lock:  # the thread is stopped: not starved, just gone
+                view = self._view(time.monotonic())
             for _ in range(repeats):  # a datagram may be lost
-                self._send(self.view(), restarting=True)
+                self._send(view, restarting=True)
             self._sock = None
 
     def view(self) -> PeerView:
+        """What the latest tick saw: ages count to that tick, not to now.
+
+        The peer table changes only at ticks (beats are read then), so a view
+        dated now would age every peer by the time since the tick: the event
+        loop would see a live peer go silent, or a confirmation lapse, that
+        the tick (and so the fence) never saw, and decide a takeover on
+        evidence the heartbeat thread disagrees with. A tick older than a
+        late wake-up (`interval + starve_after`) means this thread is
+        starved: the view says so, so nobody accuses on it.
+        """
         now = time.monotonic()
         with self._lock:
-            return self._view(now)
+            view = self._snapshot or self._view(now)
+        if now - view.at > self.interval + self.starve_after and not view.starved:
+            view = replace(view, starved=True)
+        return view
 
     def drops(self) -> dict[str, int]:
         """Datagrams dropped by this instance, by reason (the metric sums all instances)."""
@@ -221,7 +237,7 @@ class Heartbeats:
             self._state.lag = lag
             if lag > self.starve_after:
                 self._state.late_at = now
-            view = self._view(now)
+            view = self._snapshot = self._view(now)
             lost = len(self._state.fresh - view.hears)
             changed = view.hears != self._state.fresh
             self._state.fresh = view.hears

@@ -46,7 +46,12 @@ async def run(opts: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. no CAP_NET_RAW: run without the fence, say so
         _log.warning("cannot listen for address conflicts; a node cut off from the API "
                      "keeps its addresses until it reconnects", error=str(exc))
-    servers = await serve_endpoints(opts, api, lambda: agent.claims.synced and agent.reconciled)
+    # Ready once it serves: claims read and reconciled, and (with data-plane
+    # failover) its fence armed, i.e. its peers hear it and it may answer. A
+    # rolled DaemonSet then restarts the next agent only once this one is back
+    # in the quorum, and a node cut off from its peers shows as not ready.
+    servers = await serve_endpoints(opts, api, lambda: agent.claims.synced and agent.reconciled
+                                    and (failover is None or failover.armed))
     period = refresh_period(opts.addr_lifetime, opts.resync)
     async def reconcile() -> None:
         await agent.reconcile()
