@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -75,6 +76,52 @@ async def test_gone_relists_and_reports_only_the_difference(crds: ControlPlane,
     assert sorted(events) == sorted([(DELETED, f"{unique}-gone"), (ADDED, f"{unique}-new")])
     assert set(informer.store) == {f"{unique}-keep", f"{unique}-new"}
     assert set(handed_out) == set(informer.store)  # every list refills the same store
+
+
+class LateList:
+    """The gateway, with list answers that arrive late when asked: whatever
+    `meanwhile` does (create an object) reaches the live watch before the
+    list's older snapshot reaches the informer."""
+
+    def __init__(self, api: Api) -> None:
+        self._api = api
+        self.meanwhile: Callable[[], Awaitable[None]] | None = None
+        self.streamed: list[tuple[str, str]] = []  # what the watch received, as it came
+
+    async def list(self, *args: Any, **kwargs: Any) -> Any:
+        page = await self._api.list(*args, **kwargs)
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        return page
+
+    async def watch(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        async for event in self._api.watch(*args, **kwargs):
+            self.streamed.append((event["type"], event["object"]["metadata"].get("name", "")))
+            yield event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+
+async def test_a_relist_beside_a_live_watch_keeps_what_the_watch_brought_meanwhile(
+        crds: ControlPlane, api: Api, unique: str) -> None:
+    """The agent relists its claims when its fence re-arms, while the watch
+    runs on. An object the watch delivers during the list is newer than the
+    list's snapshot: it must stay, since the watch will not send it again."""
+    crds.apply(_claim(f"{unique}-a", "192.0.2.21"))
+    late = LateList(api)
+    informer = Informer(late, CLAIMS, labels={"test": unique})  # type: ignore[arg-type]
+    async with running(informer) as events:
+        async def create_b() -> None:
+            crds.apply(_claim(f"{unique}-b", "192.0.2.22"))
+            await eventually(lambda: (ADDED, f"{unique}-b") in late.streamed)
+
+        late.meanwhile = create_b
+        await informer.relist()
+        late.meanwhile = None
+        await asyncio.sleep(1)  # the watch goes on: nothing brings b back if it was dropped
+        assert set(informer.store) == {f"{unique}-a", f"{unique}-b"}
+        assert (DELETED, f"{unique}-b") not in events
 
 
 async def test_watch_survives_an_api_server_restart(crds: ControlPlane, api: Api,

@@ -74,6 +74,8 @@ class Informer:
         self.resource_version: str | None = None
         self.name = kind.collection(namespace)
         self.relists = 0  # observable for tests and metrics
+        self._listing = asyncio.Lock()
+        self._held: list[dict[str, Any]] | None = None  # watch events during a list
         # Monotonic time since which the cache has been continuously connected
         # (None while it is not): silence in the data means something only
         # while we were actually listening.
@@ -125,12 +127,27 @@ class Informer:
 
     async def relist(self) -> None:
         """List afresh now (a consistent read from etcd), delivering the
-        differences to the handlers. A running watch goes on; an event it
-        still owes from before the list may briefly show an older object,
-        and the newer one follows in order."""
+        differences to the handlers. A running watch goes on (its events
+        wait for the list); one it still owes from before the list may
+        briefly show an older object, and the newer one follows in order."""
         await self._relist()
 
     async def _relist(self) -> None:
+        """The list, with the watch's events held while it is in flight and
+        applied after it: the list's snapshot may be older than what the
+        watch delivers meanwhile, and replacing the store with it would drop
+        those objects for good (the watch does not send them again)."""
+        async with self._listing:
+            self._held = []
+            try:
+                fresh, version = await self._list()
+                self._replace(fresh, version)
+            finally:
+                held, self._held = self._held, None
+            for event in held:
+                self._handle(event)
+
+    async def _list(self) -> tuple[dict[str, dict[str, Any]], str]:
         fresh: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {**self._params, "limit": self._page_size}
         while True:
@@ -149,6 +166,9 @@ class Informer:
                 version = page["metadata"]["resourceVersion"]
                 break
             params["continue"] = token
+        return fresh, version
+
+    def _replace(self, fresh: dict[str, dict[str, Any]], version: str) -> None:
         # The same dict, refilled: the scheduler's writer and pool status hold
         # the store they were given and put their writes' responses in it; a
         # new dict per list left them writing to, and reading from, the empty
@@ -197,6 +217,9 @@ class Informer:
             self._handle(event)
 
     def _handle(self, event: dict[str, Any]) -> None:
+        if self._held is not None:  # a list is in flight: after it
+            self._held.append(event)
+            return
         kind, obj = event["type"], event["object"]
         self.resource_version = obj["metadata"]["resourceVersion"]
         if kind == "BOOKMARK":
