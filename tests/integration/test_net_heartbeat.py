@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client import REGISTRY
@@ -178,14 +178,22 @@ def test_a_late_loop_marks_its_beats_starved(seg: Segment) -> None:
     wait_for(lambda: not seg.beats["node2"].view().peers["node1"].beat.starved)
 
 
-def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> None:
+def stall_when_heard(peer: str, hold: Callable[[], object]
+                     ) -> tuple[threading.Event, Callable[[PeerView], None]]:
+    """An on_change callback that stops the heartbeat thread in `hold` the
+    first time it hears `peer`, and the event that says it did."""
     stalled = threading.Event()
 
     def stall_once(view: PeerView) -> None:
-        if "node3" in view.hears and not stalled.is_set():
+        if peer in view.hears and not stalled.is_set():
             stalled.set()
-            time.sleep(2.5)  # the heartbeat thread is frozen here
+            hold()  # the heartbeat thread is stuck here
 
+    return stalled, stall_once
+
+
+def test_beats_queued_during_a_stall_count_from_their_arrival(seg: Segment) -> None:
+    stalled, stall_once = stall_when_heard("node3", lambda: time.sleep(2.5))
     seg.run("node1", on_change=stall_once)
     seg.run("node2")
     wait_for(lambda: seg.fresh("node1") == {"node2"})
@@ -203,13 +211,8 @@ def test_a_view_taken_while_the_thread_is_stalled_accuses_nobody(seg: Segment) -
     is stuck, beats queue up unread: a view dated now would show a live peer
     silent for longer than the detection window. It must be the last tick's
     view, and say that we are starved, so no verdict is drawn from it."""
-    stalled, release = threading.Event(), threading.Event()
-
-    def stall_once(view: PeerView) -> None:
-        if "node2" in view.hears and not stalled.is_set():
-            stalled.set()
-            release.wait(10)  # the heartbeat thread is stuck here
-
+    release = threading.Event()
+    stalled, stall_once = stall_when_heard("node2", lambda: release.wait(10))
     seg.run("node1", on_change=stall_once)
     seg.run("node2")
     try:
