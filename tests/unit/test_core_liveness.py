@@ -65,6 +65,22 @@ def test_nothing_is_judged_before_the_startup_listen_period() -> None:
     assert not is_down(ev, T, "c")
 
 
+def test_a_member_never_heard_since_we_started_is_starting_not_down() -> None:
+    """Agents of a cluster that boots (or regains power) come up seconds apart:
+    the first must not take over the claims of nodes whose agents are still
+    starting (they would then find their addresses answered by it)."""
+    members = {"a", "b", "c"}
+    starting = view("a", {"b": (FRESH, {"a"})}, members=members, listening_for=3.0)
+    assert not is_down(starting, T, "c")
+    assert not takes_over(starting, T, "c", ("a", "b"))
+    later = view("a", {"b": (FRESH, {"a"})}, members=members,
+                 listening_for=T.restart_grace + 1)
+    assert is_down(later, T, "c")
+    heard_then_silent = view("a", {"b": (FRESH, {"a"}), "c": (STALE, set())}, members=members,
+                             listening_for=3.0)
+    assert is_down(heard_then_silent, T, "c")
+
+
 def test_two_nodes_fail_over_and_a_down_link_yields() -> None:
     ev = view("a", {"b": (STALE, set())})
     assert is_down(ev, T, "b") and may_hold(ev, T)

@@ -8,7 +8,10 @@ without a leader and without a write to the API:
 
 - `is_down(node)`: we do not hear the node within `detect`, and a strict
   majority of the live observers (ourselves and every peer we hear that is
-  not itself starved) do not hear it either. One lossy observer moves
+  not itself starved) do not hear it either. A member we have not heard
+  once since we started is starting, not down, for `restart_grace` (the
+  agents of a cluster that boots or regains power come up seconds apart;
+  the Lease backstop moves the claims of one that never comes). One lossy observer moves
   nothing; observers that are dead do not count, so two nodes, or three
   survivors of a rack of five, still decide. A verdict comes from fresh,
   direct observations only: nobody relays "X is dead".
@@ -95,6 +98,8 @@ def is_down(ev: Evidence, t: Timing, node: str) -> bool:
     if _fresh(ev, node, t.detect):
         return False
     peer = ev.peers.get(node)
+    if peer is None and ev.listening_for < t.restart_grace:
+        return False  # never heard since we started: still starting (agents boot apart)
     if peer is not None and peer.restarting and peer.age <= t.restart_grace:
         return False  # its addresses stay up while its agent restarts
     if peer is not None and peer.starved and peer.age <= t.detect * STARVED_STRETCH:
