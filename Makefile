@@ -51,7 +51,7 @@ lint: venv ## ruff, mypy (strict), the import layers (.importlinter) and kube-sc
 	@bash tools/lint-chart.sh
 
 test: deps lint ## lint, then unit, integration and end-to-end tests (root needed for network namespaces)
-	$(BIN)/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -ra --durations=15 $(PYTEST_ARGS)
 
 unit: venv ## only the fast pure tests
 	$(BIN)/pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

@@ -116,7 +116,7 @@ def test_a_foreign_announcement_of_a_held_address_raises_a_warning(lab: Lab,
     assert lab.cp is not None
     lab.cp.apply(service("announced"))
     (vip,) = wait_ingress(lab, "announced")
-    holder = lab.wait_reachable(vip)
+    holder = lab.wait_settled(vip)
     claim = f"{vip.replace('.', '-')}-32"
     try:
         subprocess.run(["ip", "netns", "exec", foreign, sys.executable, "-c", ANNOUNCE, vip],

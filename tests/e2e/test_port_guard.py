@@ -46,8 +46,7 @@ def test_a_host_service_does_not_answer_on_a_service_address(lab: Lab) -> None:
     assert lab.cp is not None
     lab.cp.apply(service("guarded"))
     (vip,) = wait_ingress(lab, "guarded")
-    holder = lab.wait_reachable(vip)  # the Service's port: a pod through kube-proxy
-    wait_for(lambda: lab.holders(vip) == [holder], within=60, what=f"{vip} on {holder} only")
+    holder = lab.wait_settled(vip)  # the Service's port: a pod through kube-proxy
     node_ip = node_addresses(lab.node_names.index(holder) + 1)[0]
     lab.spawn_process("host-service", ["ip", "netns", "exec", lab.topology.node_ns(holder),
                                        sys.executable, "-c", HOST_SERVICE])

@@ -44,7 +44,7 @@ def test_cluster_policy_forwards_to_pods_on_other_nodes(lab: Lab) -> None:
     assert lab.cp is not None
     lab.cp.apply(service("cluster"))
     (ip,) = wait_ingress(lab, "cluster")
-    holder = lab.wait_reachable(ip)
+    holder = lab.wait_settled(ip)
     answers = [lab.client_answer(ip) for _ in range(30)]
     assert all(a is not None and a.via == holder for a in answers)
     remote = {a.node for a in answers if a is not None and a.node != holder}

@@ -49,6 +49,23 @@ class ClientView:
         """The node that took the first answered request in."""
         return self.wait_answer(ip, within, not_from).via
 
+    def wait_settled(self, ip: str, within: float = 60.0) -> str:
+        """The one node holding ip, once the client's requests go through it.
+
+        An address a deleted Service just freed comes back to the next Service.
+        Until the new holder's gratuitous ARP reaches the client, the client's
+        neighbour cache still names the old holder, whose kube-proxy forwards
+        to the new Service all the same: the first answer can come through a
+        node that no longer holds the address."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            holders = self.holders(ip)
+            if len(holders) == 1 and self.client_get(ip, timeout=0.5) == holders[0]:
+                return holders[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"{ip} not held by one node the client reaches within {within}s "
+                           f"(held now by {self.holders(ip) or 'no node'})")
+
     def holders(self, address: str) -> list[str]:
         """Nodes whose eth0 or lo carries the address right now."""
         found = []
